@@ -1,0 +1,101 @@
+/* The escrow: sealed credentials, audit rows and enrolled host keys in SQLite (WAL)
+ * in the enclave's data dir. Each credential is sealed with AES-256-GCM under a
+ * fresh per-record data key; the data key is wrapped (AES-256-GCM) by the KEK. The
+ * associated data of both binds the row id, version, name and the serialized
+ * binding, so swapping ciphertexts between rows or editing a binding makes the
+ * record fail to open (ALN_ERR_TAMPERED). Plaintext never reaches the database. */
+#ifndef ALN_ENCLAVE_ESCROW_H
+#define ALN_ENCLAVE_ESCROW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/secmem.h"
+#include "proto/status.h"
+
+#define ALN_NAME_MAX 64
+#define ALN_SECRET_MAX 16384
+#define ALN_BINDING_MAX 65536
+
+struct aln_escrow;
+
+struct aln_cred_meta {
+  char name[ALN_NAME_MAX + 1];
+  uint32_t version;
+  int64_t created_at;
+  int64_t expires_at; /* 0 = never */
+  int revoked;
+  uint8_t *binding; /* serialized aileron.v1.Binding, owned (free with free()) */
+  size_t binding_len;
+};
+
+/* aln_cred_meta_cleanup frees the binding of |m| and zeroes it. */
+void aln_cred_meta_cleanup(struct aln_cred_meta *m);
+
+/* aln_escrow_name_valid returns 1 if |name| is 1..ALN_NAME_MAX of [A-Za-z0-9._-]
+ * and does not start with '.' or '-', else 0. */
+int aln_escrow_name_valid(const char *name);
+
+/* aln_escrow_open opens (creating the schema if needed) the database at |path| with
+ * WAL and synchronous=FULL, keeping a copy of |kek| in locked memory. The caller
+ * frees with aln_escrow_free. */
+aln_status aln_escrow_open(struct aln_escrow **out, const char *path, const struct aln_secret *kek) ALN_WUR;
+
+/* aln_escrow_free closes the database and wipes the KEK copy; NULL is a no-op. */
+void aln_escrow_free(struct aln_escrow *esc);
+
+/* aln_escrow_put seals |secret| with |binding| under |name|. Without |replace| an
+ * existing live credential of that name gives ALN_ERR_EXISTS; with it a new version
+ * replaces the old one, whose ciphertext and wrapped key are wiped from its row.
+ * Fills |out_meta| (may be NULL). Nothing is changed on any error. */
+aln_status aln_escrow_put(struct aln_escrow *esc, struct aln_cred_meta *out_meta, const char *name,
+                          const uint8_t *secret, size_t secret_len, const uint8_t *binding,
+                          size_t binding_len, int64_t expires_at, int replace) ALN_WUR;
+
+/* aln_escrow_list returns the metadata of the newest version of every credential
+ * (revoked ones included, flagged), sorted by name, in a new array *out of *num_out
+ * entries; free with aln_escrow_list_free. */
+aln_status aln_escrow_list(struct aln_escrow *esc, struct aln_cred_meta **out, size_t *num_out) ALN_WUR;
+void aln_escrow_list_free(struct aln_cred_meta *list, size_t num);
+
+/* aln_escrow_revoke marks the live credential |name| revoked and wipes its ciphertext
+ * and wrapped key from the row; the tombstone (metadata) stays for audit.
+ * ALN_ERR_NOT_FOUND if there is no live credential of that name. */
+aln_status aln_escrow_revoke(struct aln_escrow *esc, struct aln_cred_meta *out_meta, const char *name) ALN_WUR;
+
+/* aln_escrow_unseal opens the live credential |name| into |out_secret| (locked
+ * memory, caller frees with aln_secret_free) and its metadata into |out_meta|.
+ * ALN_ERR_NOT_FOUND, ALN_ERR_REVOKED, ALN_ERR_EXPIRED (at time |now|) or
+ * ALN_ERR_TAMPERED if the record fails authentication. */
+aln_status aln_escrow_unseal(struct aln_escrow *esc, struct aln_secret *out_secret, struct aln_cred_meta *out_meta,
+                             const char *name, int64_t now) ALN_WUR;
+
+/* One audit row per credential use, written before the enclave answers. */
+struct aln_audit_event {
+  int64_t time;
+  const char *actor;      /* session id or "operator"; bounded, attacker-supplied */
+  const char *host_key;   /* hex SPKI hash of the host client */
+  const char *action;     /* "use", "put", "revoke" */
+  const char *credential; /* name */
+  const char *method;
+  const char *destination; /* URL without query string */
+  const char *decision;   /* "allow" / "deny" */
+  aln_status result;      /* status of the operation */
+  long http_status;       /* upstream status, 0 if none */
+};
+
+/* aln_escrow_audit_append appends |ev| to the audit table, chaining its hash to the
+ * previous row (SHA-256 over the previous hash and the row's canonical encoding). */
+aln_status aln_escrow_audit_append(struct aln_escrow *esc, const struct aln_audit_event *ev) ALN_WUR;
+
+/* aln_escrow_audit_verify_chain recomputes the whole hash chain; ALN_ERR_TAMPERED if
+ * any row was altered, removed or reordered. *num_out receives the row count. */
+aln_status aln_escrow_audit_verify_chain(struct aln_escrow *esc, size_t *num_out) ALN_WUR;
+
+/* Enrolled host client keys, by SHA-256 of their SubjectPublicKeyInfo (DER). */
+aln_status aln_escrow_host_enroll(struct aln_escrow *esc, const uint8_t spki_hash[32], const char *label) ALN_WUR;
+aln_status aln_escrow_host_remove(struct aln_escrow *esc, const uint8_t spki_hash[32]) ALN_WUR;
+/* aln_escrow_host_is_enrolled sets *out to 1 if the key is enrolled, else 0. */
+aln_status aln_escrow_host_is_enrolled(struct aln_escrow *esc, int *out, const uint8_t spki_hash[32]) ALN_WUR;
+
+#endif

@@ -1,0 +1,38 @@
+/* TEE providers: where the key-encryption key (KEK) and the evidence come from.
+ * One small table of functions per provider; AILERON_TEE_PROVIDER picks one by name.
+ * The foundation has "local": a 32-byte KEK in a 0600 file in the data dir and
+ * self-signed debug evidence. "tpm" and "confidential-space" slot in beside it. */
+#ifndef ALN_ENCLAVE_PROVIDER_H
+#define ALN_ENCLAVE_PROVIDER_H
+
+#include <openssl/evp.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "attestation/binding.h"
+#include "proto/secmem.h"
+#include "proto/status.h"
+
+#define ALN_KEK_LEN 32
+
+struct aln_provider {
+  const char *name; /* "local" */
+  const char *evidence_kind;
+  /* kek_load loads (creating on first start) the KEK into locked memory |out|. */
+  aln_status (*kek_load)(struct aln_secret *out, const char *data_dir);
+  /* evidence produces evidence for |binding| signed/anchored as the kind requires;
+   * *out is freed by the caller with free(). */
+  aln_status (*evidence)(uint8_t **out, size_t *out_len, EVP_PKEY *sign_key,
+                         const uint8_t binding[ALN_BINDING_LEN]);
+};
+
+/* aln_provider_find returns the provider named |name| or NULL if none. */
+const struct aln_provider *aln_provider_find(const char *name);
+
+/* aln_local_kek_load is the local provider's kek_load: reads DATA_DIR/kek (exactly 32
+ * bytes, mode 0600, owned by us) or creates it with 32 random bytes (O_EXCL, 0600).
+ * ALN_ERR_PERMS if the file is readable by group/others, ALN_ERR_STORE if it has
+ * the wrong size. Exposed for tests. */
+aln_status aln_local_kek_load(struct aln_secret *out, const char *data_dir) ALN_WUR;
+
+#endif

@@ -1,0 +1,51 @@
+/* Credential use: performs one HTTPS request with libcurl with the credential
+ * injected as the binding says. Upstream TLS is always verified (peer and host
+ * name) against the system store plus the credential's extra CA PEM, if any.
+ * Redirects are not followed (a 3xx is returned as is), so the credential is
+ * never sent anywhere but the checked URL. Echoes of the secret in the response
+ * headers and body are replaced by "[REDACTED]". curl's buffers that saw the
+ * secret are wiped before they are freed. */
+#ifndef ALN_ENCLAVE_UPSTREAM_H
+#define ALN_ENCLAVE_UPSTREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "aileron/v1/enclave.pb-c.h"
+#include "proto/secmem.h"
+#include "proto/status.h"
+
+#define ALN_UPSTREAM_BODY_MAX ((size_t)768 * 1024) /* fits in one response frame */
+#define ALN_UPSTREAM_HEADERS_MAX 100
+
+struct aln_header {
+  char *name;
+  char *value;
+};
+
+struct aln_upstream_response {
+  long http_status;
+  struct aln_header *headers;
+  size_t num_headers;
+  uint8_t *body;
+  size_t body_len;
+};
+
+/* aln_upstream_response_cleanup frees everything in |r| and zeroes it. */
+void aln_upstream_response_cleanup(struct aln_upstream_response *r);
+
+/* aln_upstream_perform sends |req| (method, url, headers, body; the destination must
+ * already have been checked with aln_dest_check) with |secret| injected per
+ * |binding|. Request headers that would carry or override credentials
+ * (Authorization, Proxy-Authorization, Cookie, and the binding's own header name)
+ * are refused with ALN_ERR_USAGE; so are header names or values with CR, LF or NUL,
+ * and methods outside GET/HEAD/POST/PUT/PATCH/DELETE. Fills |out| on success.
+ * ALN_ERR_UPSTREAM_TLS if certificate verification fails, ALN_ERR_UPSTREAM for other
+ * transfer failures, ALN_ERR_UPSTREAM_TOO_LARGE past ALN_UPSTREAM_BODY_MAX. */
+aln_status aln_upstream_perform(struct aln_upstream_response *out, const Aileron__V1__Binding *binding,
+                                const struct aln_secret *secret, const Aileron__V1__UseCredentialRequest *req) ALN_WUR;
+
+/* aln_upstream_global_init calls curl_global_init once; call at program start. */
+aln_status aln_upstream_global_init(void) ALN_WUR;
+
+#endif
