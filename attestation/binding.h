@@ -7,11 +7,10 @@
 #include <stdint.h>
 
 #include "proto/status.h"
+#include "proto/tls.h" /* ALN_EXPORTER_LEN, ALN_EXPORTER_LABEL */
 
 #define ALN_BINDING_LEN 32
 #define ALN_HOST_NONCE_LEN 32
-#define ALN_EXPORTER_LEN 32
-#define ALN_EXPORTER_LABEL "EXPORTER-aileron-attest"
 
 /* aln_binding_compute writes the 32-byte binding into |out|. ALN_ERR_USAGE if the
  * nonce is not ALN_HOST_NONCE_LEN bytes or the key is empty. */

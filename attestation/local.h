@@ -36,9 +36,11 @@ aln_status aln_local_evidence_make(uint8_t **out, size_t *out_len, EVP_PKEY *sig
  * no unknown critical headers, definite lengths only, no duplicate map keys, no
  * trailing bytes, a valid Ed25519 signature by |sign_pub| (raw 32 bytes) over the
  * Sig_structure, and an eat_nonce equal to |expected_binding|. On success fills
- * |out| (may be NULL). Returns ALN_ERR_MALFORMED, ALN_ERR_ATTEST_SIG or
- * ALN_ERR_ATTEST_BINDING naming what failed. Debug is reported, not refused: the
- * caller's policy decides. */
+ * |out| (may be NULL). Returns ALN_ERR_MALFORMED (shape, or over the size cap),
+ * ALN_ERR_TRUNCATED, ALN_ERR_TRAILING, ALN_ERR_USAGE (bad arguments, key not 32
+ * bytes), ALN_ERR_ATTEST_SIG or ALN_ERR_ATTEST_BINDING naming what failed. A local
+ * claims set must say debug (dbgstat 0), so out->debug is always 1: the caller's
+ * policy decides whether debug evidence is acceptable. */
 aln_status aln_local_evidence_verify(struct aln_local_claims *out, const uint8_t *ev, size_t ev_len,
                                      const uint8_t *sign_pub, size_t sign_pub_len,
                                      const uint8_t expected_binding[ALN_BINDING_LEN]) ALN_WUR;

@@ -3,9 +3,11 @@
  * component by component: scheme must be https, host equal (case-insensitive, no
  * userinfo in either), port equal (443 when absent), and the URL's normalised path
  * must start with the prefix's path at a segment boundary (prefix "/v1" admits
- * "/v1" and "/v1/x", not "/v10"; prefix "/v1/" admits "/v1/x" only). Dot segments,
- * encoded slashes or dots (%2f, %2e), backslashes and control characters in the path
- * are refused outright. */
+ * "/v1" and "/v1/x", not "/v10"; prefix "/v1/" admits "/v1/" and "/v1/x"). Refused
+ * outright, so a credential never goes to a path that differs after normalisation:
+ * a scheme other than exactly "https://", '@' or '%' in the authority, '#', '\',
+ * control and non-ASCII bytes, dot segments (also "..;" forms), the escapes %2f,
+ * %2e, %5c, %00 and %25, malformed escapes, and any path libcurl would rewrite. */
 #ifndef ALN_ENCLAVE_DEST_H
 #define ALN_ENCLAVE_DEST_H
 

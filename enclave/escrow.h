@@ -1,7 +1,7 @@
 /* The escrow: sealed credentials, audit rows and enrolled host keys in SQLite (WAL)
  * in the enclave's data dir. Each credential is sealed with AES-256-GCM under a
  * fresh per-record data key; the data key is wrapped (AES-256-GCM) by the KEK. The
- * associated data of both binds the row id, version, name and the serialized
+ * associated data of both binds the row id, version, expiry, name and the serialized
  * binding, so swapping ciphertexts between rows or editing a binding makes the
  * record fail to open (ALN_ERR_TAMPERED). Plaintext never reaches the database. */
 #ifndef ALN_ENCLAVE_ESCROW_H
@@ -70,7 +70,8 @@ aln_status aln_escrow_revoke(struct aln_escrow *esc, struct aln_cred_meta *out_m
 aln_status aln_escrow_unseal(struct aln_escrow *esc, struct aln_secret *out_secret, struct aln_cred_meta *out_meta,
                              const char *name, int64_t now) ALN_WUR;
 
-/* One audit row per credential use, written before the enclave answers. */
+/* One audit row per credential use, written before the enclave answers. Strings are
+ * truncated to 256 bytes (the destination to 2048). */
 struct aln_audit_event {
   int64_t time;
   const char *actor;      /* session id or "operator"; bounded, attacker-supplied */

@@ -36,16 +36,25 @@ void aln_upstream_response_cleanup(struct aln_upstream_response *r);
 
 /* aln_upstream_perform sends |req| (method, url, headers, body; the destination must
  * already have been checked with aln_dest_check) with |secret| injected per
- * |binding|. Request headers that would carry or override credentials
- * (Authorization, Proxy-Authorization, Cookie, and the binding's own header name)
- * are refused with ALN_ERR_USAGE; so are header names or values with CR, LF or NUL,
- * and methods outside GET/HEAD/POST/PUT/PATCH/DELETE. Fills |out| on success.
- * ALN_ERR_UPSTREAM_TLS if certificate verification fails, ALN_ERR_UPSTREAM for other
- * transfer failures, ALN_ERR_UPSTREAM_TOO_LARGE past ALN_UPSTREAM_BODY_MAX. */
+ * |binding|, over HTTP/1.1 with "Accept-Encoding: identity" so echoes can be
+ * redacted. Refused with ALN_ERR_USAGE before any connection: methods outside
+ * GET/HEAD/POST/PUT/PATCH/DELETE, a body on GET/HEAD, header names that are not
+ * RFC 9110 tokens, CR/LF/NUL in names or values, more than ALN_UPSTREAM_HEADERS_MAX
+ * headers, and request headers that would carry or override credentials
+ * (Authorization, Proxy-Authorization, Cookie, the binding's own header), reroute
+ * the request (Host, Forwarded, X-Forwarded-Host, X-Original-URL, method overrides
+ * ...), frame the message (Content-Length, Transfer-Encoding, Connection, ...) or
+ * defeat redaction (Accept-Encoding, Range). ALN_ERR_BAD_INJECTION for an empty
+ * secret, one with CR/LF/NUL, or a binding header that is not a token or is a
+ * framing header. ALN_ERR_UPSTREAM_TLS if certificate verification fails,
+ * ALN_ERR_UPSTREAM for other transfer failures, ALN_ERR_UPSTREAM_TOO_LARGE past
+ * ALN_UPSTREAM_BODY_MAX. Fills |out| on success. */
 aln_status aln_upstream_perform(struct aln_upstream_response *out, const Aileron__V1__Binding *binding,
                                 const struct aln_secret *secret, const Aileron__V1__UseCredentialRequest *req) ALN_WUR;
 
-/* aln_upstream_global_init calls curl_global_init once; call at program start. */
+/* aln_upstream_global_init initialises libcurl once with allocation callbacks that
+ * wipe every block curl frees. Call it at program start, before anything else uses
+ * curl, or the callbacks cannot be installed. */
 aln_status aln_upstream_global_init(void) ALN_WUR;
 
 #endif

@@ -39,7 +39,7 @@ int aln_ct_equal(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len)
 aln_status aln_process_harden(void) ALN_WUR;
 
 /* aln_memmem_count returns how many non-overlapping times |needle| occurs in |hay|
- * (0 if needle_len is 0). Used by tests and by redaction. */
+ * (0 if needle_len is 0). Used by tests that look for leaked secrets. */
 size_t aln_memmem_count(const uint8_t *hay, size_t hay_len, const uint8_t *needle, size_t needle_len);
 
 #endif

@@ -1,0 +1,977 @@
+/* The escrow: sealed credentials, the audit hash chain and enrolled host keys in one
+ * SQLite database. A credential row is inserted first so its id exists, then sealed
+ * under a fresh data key whose associated data names that id, and updated in the same
+ * transaction: a failure anywhere rolls back and leaves the store as it was. Values
+ * read back from the file are untrusted (anyone with write access to the data dir
+ * can edit them), so every one is bounded and authenticated before use. */
+#include "enclave/escrow.h"
+
+#include <limits.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "proto/cbs.h"
+
+#define ESC_KEY_LEN 32
+#define ESC_NONCE_LEN 12
+#define ESC_TAG_LEN 16
+#define ESC_OVERHEAD (ESC_NONCE_LEN + ESC_TAG_LEN)
+#define ESC_WRAPPED_LEN (ESC_KEY_LEN + ESC_OVERHEAD)
+#define ESC_HASH_LEN 32
+#define ESC_SCHEMA_VERSION 1
+#define ESC_BUSY_MS 5000
+/* Largest string or blob SQLite may hand us: well above any legitimate value, far
+ * below what an edited file could make us allocate. */
+#define ESC_VALUE_MAX (1 << 20)
+#define ESC_AUDIT_FIELD_MAX 256
+#define ESC_AUDIT_DEST_MAX 2048
+#define ESC_AUDIT_NUM_STR 7
+#define ESC_LABEL_MAX 256
+
+static const char cred_label[] = "aileron-cred-v1";
+static const char dek_label[] = "aileron-dek-v1";
+
+struct aln_escrow {
+  pthread_mutex_t mu; /* serializes every use of |db| and the transactions on it */
+  sqlite3 *db;
+  struct aln_secret kek;
+};
+
+static const char schema_v1[] = "CREATE TABLE credentials("
+                                " id INTEGER PRIMARY KEY,"
+                                " name TEXT NOT NULL,"
+                                " version INTEGER NOT NULL,"
+                                " created_at INTEGER NOT NULL,"
+                                " expires_at INTEGER NOT NULL,"
+                                " revoked INTEGER NOT NULL DEFAULT 0,"
+                                " live INTEGER NOT NULL,"
+                                " binding BLOB NOT NULL,"
+                                " wrapped_key BLOB,"
+                                " ciphertext BLOB,"
+                                " UNIQUE(name, version));"
+                                "CREATE UNIQUE INDEX credentials_live ON credentials(name) WHERE live = 1;"
+                                "CREATE TABLE audit("
+                                " seq INTEGER PRIMARY KEY,"
+                                " time INTEGER NOT NULL,"
+                                " actor TEXT, host_key TEXT, action TEXT, credential TEXT,"
+                                " method TEXT, destination TEXT, decision TEXT,"
+                                " result INTEGER NOT NULL,"
+                                " http_status INTEGER NOT NULL,"
+                                " prev_hash BLOB NOT NULL,"
+                                " hash BLOB NOT NULL);"
+                                "CREATE TABLE hosts("
+                                " spki_hash BLOB PRIMARY KEY,"
+                                " label TEXT,"
+                                " enrolled_at INTEGER NOT NULL);"
+                                "PRAGMA user_version = 1;";
+
+/* The columns every metadata query selects, in the order read_meta expects. */
+#define ESC_META_COLS "name, version, created_at, expires_at, revoked, binding"
+
+/* What the associated data of a record binds. */
+struct rec_ad {
+  int64_t id;
+  uint32_t version;
+  int64_t expires_at;
+  const char *name;
+  const uint8_t *binding;
+  size_t binding_len;
+};
+
+static aln_status db_status(int rc) {
+  switch (rc & 0xff) {
+  case SQLITE_OK:
+  case SQLITE_ROW:
+  case SQLITE_DONE:
+    return ALN_OK;
+  case SQLITE_NOMEM:
+    return ALN_ERR_NOMEM;
+  default:
+    return ALN_ERR_STORE;
+  }
+}
+
+static aln_status db_exec(sqlite3 *db, const char *sql) {
+  return db_status(sqlite3_exec(db, sql, NULL, NULL, NULL));
+}
+
+static aln_status db_prepare(sqlite3 *db, sqlite3_stmt **out, const char *sql) {
+  return db_status(sqlite3_prepare_v2(db, sql, -1, out, NULL));
+}
+
+/* db_end commits when |st| is ALN_OK and rolls back otherwise; a failed commit also
+ * rolls back, so the caller's status becomes the commit's. */
+static aln_status db_end(sqlite3 *db, aln_status st) {
+  if (st == ALN_OK)
+    st = db_exec(db, "COMMIT");
+  if (st != ALN_OK && !sqlite3_get_autocommit(db))
+    (void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+  return st;
+}
+
+static aln_status bind_text(sqlite3_stmt *s, int i, const char *str, size_t max) {
+  if (str == NULL)
+    return db_status(sqlite3_bind_null(s, i));
+  return db_status(sqlite3_bind_text(s, i, str, (int)strnlen(str, max), SQLITE_TRANSIENT));
+}
+
+static aln_status bind_blob(sqlite3_stmt *s, int i, const uint8_t *p, size_t len) {
+  if (len > INT_MAX)
+    return ALN_ERR_TOO_LARGE;
+  return db_status(sqlite3_bind_blob(s, i, p, (int)len, SQLITE_TRANSIENT));
+}
+
+int aln_escrow_name_valid(const char *name) {
+  if (name == NULL)
+    return 0;
+  size_t len = strnlen(name, ALN_NAME_MAX + 1);
+  if (len == 0 || len > ALN_NAME_MAX || name[0] == '.' || name[0] == '-')
+    return 0;
+  for (size_t i = 0; i < len; i++) {
+    char c = name[i];
+    int ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+    if (!ok)
+      return 0;
+  }
+  return 1;
+}
+
+void aln_cred_meta_cleanup(struct aln_cred_meta *m) {
+  if (m == NULL)
+    return;
+  free(m->binding);
+  memset(m, 0, sizeof(*m));
+}
+
+void aln_escrow_list_free(struct aln_cred_meta *list, size_t num) {
+  if (list == NULL)
+    return;
+  for (size_t i = 0; i < num; i++)
+    aln_cred_meta_cleanup(&list[i]);
+  free(list);
+}
+
+/* read_meta fills |m| from the ESC_META_COLS starting at column |col|. Anything a
+ * legitimate write cannot produce is ALN_ERR_TAMPERED. */
+static aln_status read_meta(struct aln_cred_meta *m, sqlite3_stmt *s, int col) {
+  memset(m, 0, sizeof(*m));
+  const unsigned char *name = sqlite3_column_text(s, col);
+  int name_len = sqlite3_column_bytes(s, col);
+  ALN_ENSURE(name != NULL && name_len > 0 && name_len <= ALN_NAME_MAX, ALN_ERR_TAMPERED);
+  memcpy(m->name, name, (size_t)name_len);
+  m->name[name_len] = '\0';
+  ALN_ENSURE(aln_escrow_name_valid(m->name) && strlen(m->name) == (size_t)name_len, ALN_ERR_TAMPERED);
+
+  sqlite3_int64 version = sqlite3_column_int64(s, col + 1);
+  ALN_ENSURE(version >= 1 && version <= UINT32_MAX, ALN_ERR_TAMPERED);
+  m->version = (uint32_t)version;
+  m->created_at = sqlite3_column_int64(s, col + 2);
+  m->expires_at = sqlite3_column_int64(s, col + 3);
+  ALN_ENSURE(m->expires_at >= 0, ALN_ERR_TAMPERED);
+  m->revoked = sqlite3_column_int64(s, col + 4) != 0;
+
+  const void *binding = sqlite3_column_blob(s, col + 5);
+  int binding_len = sqlite3_column_bytes(s, col + 5);
+  ALN_ENSURE(binding != NULL && binding_len > 0 && binding_len <= ALN_BINDING_MAX, ALN_ERR_TAMPERED);
+  m->binding = malloc((size_t)binding_len);
+  ALN_ENSURE(m->binding != NULL, ALN_ERR_NOMEM);
+  memcpy(m->binding, binding, (size_t)binding_len);
+  m->binding_len = (size_t)binding_len;
+  return ALN_OK;
+}
+
+/* build_aad returns |label| || u64 id || u32 version || i64 expires_at || u32-prefixed
+ * name || u32-prefixed binding. expires_at is bound too, so editing the file cannot
+ * extend a credential's life. */
+static aln_status build_aad(uint8_t **out, size_t *out_len, const char *label, const struct rec_ad *ad) {
+  aln_status st = ALN_ERR_INTERNAL;
+  struct aln_cbb cbb = {0};
+  size_t label_len = strlen(label);
+  size_t max = label_len + 8 + 4 + 8 + 4 + ALN_NAME_MAX + 4 + ALN_BINDING_MAX;
+
+  ALN_GUARD_GOTO(st, aln_cbb_init(&cbb, 128, max), out);
+  ALN_GUARD_GOTO(st, aln_cbb_add_bytes(&cbb, (const uint8_t *)label, label_len), out);
+  ALN_GUARD_GOTO(st, aln_cbb_add_u64(&cbb, (uint64_t)ad->id), out);
+  ALN_GUARD_GOTO(st, aln_cbb_add_u32(&cbb, ad->version), out);
+  ALN_GUARD_GOTO(st, aln_cbb_add_u64(&cbb, (uint64_t)ad->expires_at), out);
+  ALN_GUARD_GOTO(st, aln_cbb_add_u32_prefixed(&cbb, (const uint8_t *)ad->name, strlen(ad->name)), out);
+  ALN_GUARD_GOTO(st, aln_cbb_add_u32_prefixed(&cbb, ad->binding, ad->binding_len), out);
+  ALN_GUARD_GOTO(st, aln_cbb_finish(&cbb, out, out_len), out);
+out:
+  aln_cbb_cleanup(&cbb);
+  return st;
+}
+
+/* gcm_seal writes nonce || AES-256-GCM(key, in, aad) || tag (in_len + ESC_OVERHEAD
+ * bytes) to |out|. */
+static aln_status gcm_seal(uint8_t *out, const uint8_t *key, const uint8_t *in, size_t in_len, const uint8_t *aad,
+                           size_t aad_len) {
+  aln_status st = ALN_ERR_CRYPTO;
+  EVP_CIPHER_CTX *ctx = NULL;
+  int n = 0;
+
+  ALN_ENSURE(in_len <= INT_MAX - ESC_OVERHEAD && aad_len <= INT_MAX, ALN_ERR_TOO_LARGE);
+  ALN_ENSURE(RAND_bytes(out, ESC_NONCE_LEN) == 1, ALN_ERR_CRYPTO);
+  ctx = EVP_CIPHER_CTX_new();
+  ALN_ENSURE_GOTO(st, ctx != NULL, ALN_ERR_NOMEM, out);
+  ALN_ENSURE_GOTO(st, EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, out) == 1, ALN_ERR_CRYPTO, out);
+  ALN_ENSURE_GOTO(st, EVP_EncryptUpdate(ctx, NULL, &n, aad, (int)aad_len) == 1, ALN_ERR_CRYPTO, out);
+  ALN_ENSURE_GOTO(st, EVP_EncryptUpdate(ctx, out + ESC_NONCE_LEN, &n, in, (int)in_len) == 1 && (size_t)n == in_len,
+                  ALN_ERR_CRYPTO, out);
+  ALN_ENSURE_GOTO(st, EVP_EncryptFinal_ex(ctx, out + ESC_NONCE_LEN + in_len, &n) == 1 && n == 0, ALN_ERR_CRYPTO, out);
+  ALN_ENSURE_GOTO(st, EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, ESC_TAG_LEN, out + ESC_NONCE_LEN + in_len) == 1,
+                  ALN_ERR_CRYPTO, out);
+  st = ALN_OK;
+out:
+  EVP_CIPHER_CTX_free(ctx); /* wipes the key schedule */
+  return st;
+}
+
+/* gcm_open authenticates and decrypts |in| (as gcm_seal wrote it) into |out|
+ * (in_len - ESC_OVERHEAD bytes). Any failure is ALN_ERR_TAMPERED and leaves |out|
+ * wiped: GCM writes plaintext before it checks the tag. */
+static aln_status gcm_open(uint8_t *out, const uint8_t *key, const uint8_t *in, size_t in_len, const uint8_t *aad,
+                           size_t aad_len) {
+  aln_status st = ALN_ERR_TAMPERED;
+  EVP_CIPHER_CTX *ctx = NULL;
+  uint8_t tag[ESC_TAG_LEN];
+  int n = 0;
+
+  ALN_ENSURE(in_len > ESC_OVERHEAD && in_len <= INT_MAX && aad_len <= INT_MAX, ALN_ERR_TAMPERED);
+  size_t pt_len = in_len - ESC_OVERHEAD;
+  memcpy(tag, in + in_len - ESC_TAG_LEN, ESC_TAG_LEN);
+  ctx = EVP_CIPHER_CTX_new();
+  ALN_ENSURE_GOTO(st, ctx != NULL, ALN_ERR_NOMEM, out);
+  ALN_ENSURE_GOTO(st, EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, in) == 1, ALN_ERR_TAMPERED, out);
+  ALN_ENSURE_GOTO(st, EVP_DecryptUpdate(ctx, NULL, &n, aad, (int)aad_len) == 1, ALN_ERR_TAMPERED, out);
+  ALN_ENSURE_GOTO(st, EVP_DecryptUpdate(ctx, out, &n, in + ESC_NONCE_LEN, (int)pt_len) == 1 && (size_t)n == pt_len,
+                  ALN_ERR_TAMPERED, out);
+  ALN_ENSURE_GOTO(st, EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, ESC_TAG_LEN, tag) == 1, ALN_ERR_TAMPERED, out);
+  ALN_ENSURE_GOTO(st, EVP_DecryptFinal_ex(ctx, out + pt_len, &n) == 1, ALN_ERR_TAMPERED, out);
+  st = ALN_OK;
+out:
+  if (st != ALN_OK)
+    OPENSSL_cleanse(out, pt_len);
+  EVP_CIPHER_CTX_free(ctx);
+  return st;
+}
+
+/* seal_record seals |secret| under a fresh data key and wraps that key with the KEK,
+ * both bound to |ad|. The caller frees *ct_out / *wk_out with free(). */
+static aln_status seal_record(const struct aln_escrow *esc, uint8_t **ct_out, size_t *ct_len, uint8_t **wk_out,
+                              const struct rec_ad *ad, const uint8_t *secret, size_t secret_len) {
+  aln_status st = ALN_ERR_INTERNAL;
+  struct aln_secret dek = {0};
+  uint8_t *aad = NULL, *ct = NULL, *wk = NULL;
+  size_t aad_len = 0;
+
+  ALN_GUARD_GOTO(st, aln_secret_new(&dek, ESC_KEY_LEN), out);
+  ALN_ENSURE_GOTO(st, RAND_priv_bytes(dek.p, ESC_KEY_LEN) == 1, ALN_ERR_CRYPTO, out);
+  ct = malloc(secret_len + ESC_OVERHEAD);
+  wk = malloc(ESC_WRAPPED_LEN);
+  ALN_ENSURE_GOTO(st, ct != NULL && wk != NULL, ALN_ERR_NOMEM, out);
+
+  ALN_GUARD_GOTO(st, build_aad(&aad, &aad_len, cred_label, ad), out);
+  ALN_GUARD_GOTO(st, gcm_seal(ct, dek.p, secret, secret_len, aad, aad_len), out);
+  aln_cbb_buf_free(aad, aad_len);
+  aad = NULL;
+  ALN_GUARD_GOTO(st, build_aad(&aad, &aad_len, dek_label, ad), out);
+  ALN_GUARD_GOTO(st, gcm_seal(wk, esc->kek.p, dek.p, ESC_KEY_LEN, aad, aad_len), out);
+
+  *ct_out = ct;
+  *ct_len = secret_len + ESC_OVERHEAD;
+  *wk_out = wk;
+  ct = wk = NULL;
+  st = ALN_OK;
+out:
+  aln_cbb_buf_free(aad, aad_len);
+  free(ct);
+  free(wk);
+  aln_secret_free(&dek);
+  return st;
+}
+
+/* open_record unwraps the data key and decrypts the ciphertext straight into locked
+ * memory. Nothing is returned unless both authenticate. */
+static aln_status open_record(const struct aln_escrow *esc, struct aln_secret *out, const struct rec_ad *ad,
+                              const uint8_t *wk, size_t wk_len, const uint8_t *ct, size_t ct_len) {
+  aln_status st = ALN_ERR_INTERNAL;
+  struct aln_secret dek = {0}, pt = {0};
+  uint8_t *aad = NULL;
+  size_t aad_len = 0;
+
+  ALN_ENSURE(wk != NULL && wk_len == ESC_WRAPPED_LEN, ALN_ERR_TAMPERED);
+  ALN_ENSURE(ct != NULL && ct_len > ESC_OVERHEAD && ct_len <= ALN_SECRET_MAX + ESC_OVERHEAD, ALN_ERR_TAMPERED);
+
+  ALN_GUARD_GOTO(st, aln_secret_new(&dek, ESC_KEY_LEN), out);
+  ALN_GUARD_GOTO(st, build_aad(&aad, &aad_len, dek_label, ad), out);
+  ALN_GUARD_GOTO(st, gcm_open(dek.p, esc->kek.p, wk, wk_len, aad, aad_len), out);
+  aln_cbb_buf_free(aad, aad_len);
+  aad = NULL;
+
+  ALN_GUARD_GOTO(st, aln_secret_new(&pt, ct_len - ESC_OVERHEAD), out);
+  ALN_GUARD_GOTO(st, build_aad(&aad, &aad_len, cred_label, ad), out);
+  ALN_GUARD_GOTO(st, gcm_open(pt.p, dek.p, ct, ct_len, aad, aad_len), out);
+
+  *out = pt;
+  memset(&pt, 0, sizeof(pt));
+  st = ALN_OK;
+out:
+  aln_cbb_buf_free(aad, aad_len);
+  aln_secret_free(&pt);
+  aln_secret_free(&dek);
+  return st;
+}
+
+/* wipe_checkpoint moves the WAL into the database and truncates it, so the frames
+ * that still held a wiped ciphertext or wrapped key leave the disk. Best effort: a
+ * concurrent reader only delays it to a later checkpoint. */
+static void wipe_checkpoint(sqlite3 *db) {
+  (void)sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+}
+
+static aln_status migrate(sqlite3 *db) {
+  aln_status st = ALN_ERR_INTERNAL;
+  sqlite3_stmt *s = NULL;
+
+  ALN_GUARD(db_exec(db, "BEGIN IMMEDIATE"));
+  ALN_GUARD_GOTO(st, db_prepare(db, &s, "PRAGMA user_version"), out);
+  ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_ROW, ALN_ERR_STORE, out);
+  sqlite3_int64 version = sqlite3_column_int64(s, 0);
+  sqlite3_finalize(s);
+  s = NULL;
+  if (version == 0)
+    ALN_GUARD_GOTO(st, db_exec(db, schema_v1), out);
+  else
+    ALN_ENSURE_GOTO(st, version == ESC_SCHEMA_VERSION, ALN_ERR_STORE, out); /* newer or foreign file */
+  st = ALN_OK;
+out:
+  sqlite3_finalize(s);
+  return db_end(db, st);
+}
+
+/* tighten makes |path| 0600 if it exists: an older file may predate our umask. A
+ * symlink is refused rather than followed. */
+static aln_status tighten(const char *path) {
+  struct stat sb;
+  if (lstat(path, &sb) != 0)
+    return ALN_OK;
+  ALN_ENSURE(S_ISREG(sb.st_mode), ALN_ERR_PERMS);
+  ALN_ENSURE(chmod(path, S_IRUSR | S_IWUSR) == 0, ALN_ERR_PERMS);
+  return ALN_OK;
+}
+
+static aln_status tighten_sidecar(const char *path, const char *suffix) {
+  char buf[PATH_MAX];
+  int n = snprintf(buf, sizeof(buf), "%s%s", path, suffix);
+  ALN_ENSURE(n > 0 && (size_t)n < sizeof(buf), ALN_ERR_USAGE);
+  return tighten(buf);
+}
+
+static aln_status configure(sqlite3 *db) {
+  aln_status st = ALN_ERR_STORE;
+  sqlite3_stmt *s = NULL;
+  int on = 0;
+
+  /* Defensive mode refuses writable_schema and other ways SQL could corrupt the file. */
+  ALN_ENSURE(sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, &on) == SQLITE_OK && on == 1, ALN_ERR_STORE);
+  sqlite3_limit(db, SQLITE_LIMIT_LENGTH, ESC_VALUE_MAX);
+  sqlite3_extended_result_codes(db, 1);
+  ALN_GUARD(db_status(sqlite3_busy_timeout(db, ESC_BUSY_MS)));
+  ALN_GUARD(db_exec(db, "PRAGMA trusted_schema = OFF; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON"));
+  ALN_GUARD_GOTO(st, db_prepare(db, &s, "PRAGMA journal_mode = WAL"), out);
+  ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_ROW, ALN_ERR_STORE, out);
+  const unsigned char *mode = sqlite3_column_text(s, 0);
+  ALN_ENSURE_GOTO(st, mode != NULL && strcmp((const char *)mode, "wal") == 0, ALN_ERR_STORE, out);
+  ALN_GUARD_GOTO(st, db_exec(db, "PRAGMA synchronous = FULL"), out);
+  st = ALN_OK;
+out:
+  sqlite3_finalize(s);
+  return st;
+}
+
+aln_status aln_escrow_open(struct aln_escrow **out, const char *path, const struct aln_secret *kek) {
+  aln_status st = ALN_ERR_INTERNAL;
+  struct aln_escrow *esc = NULL;
+
+  ALN_ENSURE(out != NULL && path != NULL && kek != NULL && kek->p != NULL, ALN_ERR_USAGE);
+  *out = NULL;
+  ALN_ENSURE(kek->len == ESC_KEY_LEN, ALN_ERR_USAGE);
+  esc = calloc(1, sizeof(*esc));
+  ALN_ENSURE(esc != NULL, ALN_ERR_NOMEM);
+  if (pthread_mutex_init(&esc->mu, NULL) != 0) {
+    free(esc);
+    return ALN_ERR_INTERNAL;
+  }
+
+  /* umask is process-wide; the escrow is opened once at start, before other threads. */
+  mode_t old_mask = umask(077);
+  int rc = sqlite3_open_v2(
+      path, &esc->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW, NULL);
+  umask(old_mask);
+  ALN_ENSURE_GOTO(st, rc == SQLITE_OK, db_status(rc) == ALN_ERR_NOMEM ? ALN_ERR_NOMEM : ALN_ERR_STORE, out);
+  /* Before WAL mode: SQLite gives the -wal and -shm files the database's mode. */
+  ALN_GUARD_GOTO(st, tighten(path), out);
+  ALN_GUARD_GOTO(st, tighten_sidecar(path, "-wal"), out);
+  ALN_GUARD_GOTO(st, tighten_sidecar(path, "-shm"), out);
+  ALN_GUARD_GOTO(st, configure(esc->db), out);
+  ALN_GUARD_GOTO(st, migrate(esc->db), out);
+  ALN_GUARD_GOTO(st, aln_secret_from(&esc->kek, kek->p, kek->len), out);
+
+  *out = esc;
+  esc = NULL;
+  st = ALN_OK;
+out:
+  aln_escrow_free(esc);
+  return st;
+}
+
+void aln_escrow_free(struct aln_escrow *esc) {
+  if (esc == NULL)
+    return;
+  sqlite3_close_v2(esc->db);
+  aln_secret_free(&esc->kek);
+  pthread_mutex_destroy(&esc->mu);
+  free(esc);
+}
+
+static aln_status put_locked(struct aln_escrow *esc, struct aln_cred_meta *out_meta, const char *name,
+                             const uint8_t *secret, size_t secret_len, const uint8_t *binding, size_t binding_len,
+                             int64_t expires_at, int replace) {
+  aln_status st = ALN_ERR_INTERNAL;
+  sqlite3 *db = esc->db;
+  sqlite3_stmt *s = NULL;
+  uint8_t *ct = NULL, *wk = NULL;
+  size_t ct_len = 0;
+  struct aln_cred_meta meta = {0};
+  struct rec_ad ad = {.name = name, .binding = binding, .binding_len = binding_len, .expires_at = expires_at};
+  int64_t now = (int64_t)time(NULL);
+
+  ALN_GUARD(db_exec(db, "BEGIN IMMEDIATE"));
+
+  ALN_GUARD_GOTO(st, db_prepare(db, &s, "SELECT id FROM credentials WHERE name = ?1 AND live = 1"), out);
+  ALN_GUARD_GOTO(st, bind_text(s, 1, name, ALN_NAME_MAX), out);
+  int rc = sqlite3_step(s);
+  ALN_GUARD_GOTO(st, db_status(rc), out);
+  sqlite3_int64 old_id = sqlite3_column_int64(s, 0);
+  sqlite3_finalize(s);
+  s = NULL;
+  if (rc == SQLITE_ROW) {
+    ALN_ENSURE_GOTO(st, replace, ALN_ERR_EXISTS, out);
+    ALN_GUARD_GOTO(
+        st, db_prepare(db, &s, "UPDATE credentials SET live = 0, wrapped_key = NULL, ciphertext = NULL WHERE id = ?1"),
+        out);
+    ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 1, old_id)), out);
+    ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_DONE, ALN_ERR_STORE, out);
+    sqlite3_finalize(s);
+    s = NULL;
+  }
+
+  ALN_GUARD_GOTO(st, db_prepare(db, &s, "SELECT COALESCE(MAX(version), 0) FROM credentials WHERE name = ?1"), out);
+  ALN_GUARD_GOTO(st, bind_text(s, 1, name, ALN_NAME_MAX), out);
+  ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_ROW, ALN_ERR_STORE, out);
+  sqlite3_int64 max_version = sqlite3_column_int64(s, 0);
+  ALN_ENSURE_GOTO(st, max_version >= 0 && max_version < UINT32_MAX, ALN_ERR_STORE, out);
+  ad.version = (uint32_t)max_version + 1;
+  sqlite3_finalize(s);
+  s = NULL;
+
+  ALN_GUARD_GOTO(st,
+                 db_prepare(db, &s,
+                            "INSERT INTO credentials(name, version, created_at, expires_at, revoked, live, binding)"
+                            " VALUES(?1, ?2, ?3, ?4, 0, 1, ?5)"),
+                 out);
+  ALN_GUARD_GOTO(st, bind_text(s, 1, name, ALN_NAME_MAX), out);
+  ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 2, ad.version)), out);
+  ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 3, now)), out);
+  ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 4, expires_at)), out);
+  ALN_GUARD_GOTO(st, bind_blob(s, 5, binding, binding_len), out);
+  ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_DONE, ALN_ERR_STORE, out);
+  sqlite3_finalize(s);
+  s = NULL;
+  ad.id = sqlite3_last_insert_rowid(db);
+
+  ALN_GUARD_GOTO(st, seal_record(esc, &ct, &ct_len, &wk, &ad, secret, secret_len), out);
+  ALN_GUARD_GOTO(st, db_prepare(db, &s, "UPDATE credentials SET wrapped_key = ?1, ciphertext = ?2 WHERE id = ?3"), out);
+  ALN_GUARD_GOTO(st, bind_blob(s, 1, wk, ESC_WRAPPED_LEN), out);
+  ALN_GUARD_GOTO(st, bind_blob(s, 2, ct, ct_len), out);
+  ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 3, ad.id)), out);
+  ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_DONE && sqlite3_changes(db) == 1, ALN_ERR_STORE, out);
+  sqlite3_finalize(s);
+  s = NULL;
+
+  /* Everything that can fail happens before COMMIT, so an error changes nothing. */
+  if (out_meta != NULL) {
+    memcpy(meta.name, name, strlen(name) + 1);
+    meta.version = ad.version;
+    meta.created_at = now;
+    meta.expires_at = expires_at;
+    meta.binding = malloc(binding_len);
+    ALN_ENSURE_GOTO(st, meta.binding != NULL, ALN_ERR_NOMEM, out);
+    memcpy(meta.binding, binding, binding_len);
+    meta.binding_len = binding_len;
+  }
+  st = ALN_OK;
+out:
+  sqlite3_finalize(s);
+  if (ct != NULL)
+    OPENSSL_cleanse(ct, ct_len);
+  free(ct);
+  free(wk);
+  st = db_end(db, st);
+  if (st == ALN_OK && out_meta != NULL) {
+    *out_meta = meta;
+    memset(&meta, 0, sizeof(meta));
+  }
+  aln_cred_meta_cleanup(&meta);
+  return st;
+}
+
+aln_status aln_escrow_put(struct aln_escrow *esc, struct aln_cred_meta *out_meta, const char *name,
+                          const uint8_t *secret, size_t secret_len, const uint8_t *binding, size_t binding_len,
+                          int64_t expires_at, int replace) {
+  if (out_meta != NULL)
+    memset(out_meta, 0, sizeof(*out_meta));
+  ALN_ENSURE(esc != NULL && secret != NULL && binding != NULL, ALN_ERR_USAGE);
+  ALN_ENSURE(aln_escrow_name_valid(name), ALN_ERR_BAD_NAME);
+  ALN_ENSURE(secret_len > 0 && binding_len > 0 && expires_at >= 0, ALN_ERR_USAGE);
+  ALN_ENSURE(secret_len <= ALN_SECRET_MAX && binding_len <= ALN_BINDING_MAX, ALN_ERR_TOO_LARGE);
+
+  pthread_mutex_lock(&esc->mu);
+  aln_status st = put_locked(esc, out_meta, name, secret, secret_len, binding, binding_len, expires_at, replace);
+  if (st == ALN_OK && replace)
+    wipe_checkpoint(esc->db);
+  pthread_mutex_unlock(&esc->mu);
+  return st;
+}
+
+static aln_status list_locked(struct aln_escrow *esc, struct aln_cred_meta **out, size_t *num_out) {
+  aln_status st = ALN_ERR_INTERNAL;
+  sqlite3_stmt *s = NULL;
+  struct aln_cred_meta *list = NULL;
+  size_t num = 0, cap = 0;
+  int rc;
+
+  /* The newest version of each name: its live row, or its tombstone. */
+  ALN_GUARD_GOTO(st,
+                 db_prepare(esc->db, &s,
+                            "SELECT " ESC_META_COLS " FROM credentials AS c WHERE version ="
+                            " (SELECT MAX(version) FROM credentials WHERE name = c.name) ORDER BY name"),
+                 out);
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    if (num == cap) {
+      size_t new_cap = cap == 0 ? 16 : cap * 2;
+      struct aln_cred_meta *grown = reallocarray(list, new_cap, sizeof(*list));
+      ALN_ENSURE_GOTO(st, grown != NULL, ALN_ERR_NOMEM, out);
+      list = grown;
+      cap = new_cap;
+    }
+    st = read_meta(&list[num], s, 0);
+    num++; /* counted even on failure: read_meta leaves it safe to clean up */
+    if (st != ALN_OK)
+      goto out;
+  }
+  ALN_GUARD_GOTO(st, db_status(rc), out);
+
+  *out = list;
+  *num_out = num;
+  list = NULL;
+  num = 0;
+  st = ALN_OK;
+out:
+  sqlite3_finalize(s);
+  aln_escrow_list_free(list, num);
+  return st;
+}
+
+aln_status aln_escrow_list(struct aln_escrow *esc, struct aln_cred_meta **out, size_t *num_out) {
+  ALN_ENSURE(esc != NULL && out != NULL && num_out != NULL, ALN_ERR_USAGE);
+  *out = NULL;
+  *num_out = 0;
+  pthread_mutex_lock(&esc->mu);
+  aln_status st = list_locked(esc, out, num_out);
+  pthread_mutex_unlock(&esc->mu);
+  return st;
+}
+
+static aln_status revoke_locked(struct aln_escrow *esc, struct aln_cred_meta *out_meta, const char *name) {
+  aln_status st = ALN_ERR_INTERNAL;
+  sqlite3 *db = esc->db;
+  sqlite3_stmt *s = NULL;
+  struct aln_cred_meta meta = {0};
+
+  ALN_GUARD(db_exec(db, "BEGIN IMMEDIATE"));
+  ALN_GUARD_GOTO(st, db_prepare(db, &s, "SELECT id, " ESC_META_COLS " FROM credentials WHERE name = ?1 AND live = 1"),
+                 out);
+  ALN_GUARD_GOTO(st, bind_text(s, 1, name, ALN_NAME_MAX), out);
+  int rc = sqlite3_step(s);
+  ALN_GUARD_GOTO(st, db_status(rc), out);
+  ALN_ENSURE_GOTO(st, rc == SQLITE_ROW, ALN_ERR_NOT_FOUND, out);
+  sqlite3_int64 id = sqlite3_column_int64(s, 0);
+  ALN_GUARD_GOTO(st, read_meta(&meta, s, 1), out);
+  meta.revoked = 1;
+  sqlite3_finalize(s);
+  s = NULL;
+
+  ALN_GUARD_GOTO(st,
+                 db_prepare(db, &s,
+                            "UPDATE credentials SET revoked = 1, live = 0, wrapped_key = NULL, ciphertext = NULL"
+                            " WHERE id = ?1"),
+                 out);
+  ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 1, id)), out);
+  ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_DONE && sqlite3_changes(db) == 1, ALN_ERR_STORE, out);
+  st = ALN_OK;
+out:
+  sqlite3_finalize(s);
+  st = db_end(db, st);
+  if (st == ALN_OK && out_meta != NULL) {
+    *out_meta = meta;
+    memset(&meta, 0, sizeof(meta));
+  }
+  aln_cred_meta_cleanup(&meta);
+  return st;
+}
+
+aln_status aln_escrow_revoke(struct aln_escrow *esc, struct aln_cred_meta *out_meta, const char *name) {
+  if (out_meta != NULL)
+    memset(out_meta, 0, sizeof(*out_meta));
+  ALN_ENSURE(esc != NULL, ALN_ERR_USAGE);
+  ALN_ENSURE(aln_escrow_name_valid(name), ALN_ERR_BAD_NAME);
+  pthread_mutex_lock(&esc->mu);
+  aln_status st = revoke_locked(esc, out_meta, name);
+  if (st == ALN_OK)
+    wipe_checkpoint(esc->db);
+  pthread_mutex_unlock(&esc->mu);
+  return st;
+}
+
+/* absent_status tells a revoked name (newest row a tombstone) from an unknown one. */
+static aln_status absent_status(sqlite3 *db, const char *name) {
+  aln_status st = ALN_ERR_INTERNAL;
+  sqlite3_stmt *s = NULL;
+
+  ALN_GUARD_GOTO(
+      st, db_prepare(db, &s, "SELECT revoked FROM credentials WHERE name = ?1 ORDER BY version DESC LIMIT 1"), out);
+  ALN_GUARD_GOTO(st, bind_text(s, 1, name, ALN_NAME_MAX), out);
+  int rc = sqlite3_step(s);
+  ALN_GUARD_GOTO(st, db_status(rc), out);
+  st = rc == SQLITE_ROW && sqlite3_column_int64(s, 0) != 0 ? ALN_ERR_REVOKED : ALN_ERR_NOT_FOUND;
+out:
+  sqlite3_finalize(s);
+  return st;
+}
+
+static aln_status unseal_locked(struct aln_escrow *esc, struct aln_secret *out_secret, struct aln_cred_meta *out_meta,
+                                const char *name, int64_t now) {
+  aln_status st = ALN_ERR_INTERNAL;
+  sqlite3_stmt *s = NULL;
+  struct aln_cred_meta meta = {0};
+
+  ALN_GUARD_GOTO(st,
+                 db_prepare(esc->db, &s,
+                            "SELECT id, " ESC_META_COLS ", wrapped_key, ciphertext FROM credentials"
+                            " WHERE name = ?1 AND live = 1"),
+                 out);
+  ALN_GUARD_GOTO(st, bind_text(s, 1, name, ALN_NAME_MAX), out);
+  int rc = sqlite3_step(s);
+  ALN_GUARD_GOTO(st, db_status(rc), out);
+  if (rc != SQLITE_ROW) {
+    st = absent_status(esc->db, name);
+    goto out;
+  }
+  ALN_GUARD_GOTO(st, read_meta(&meta, s, 1), out);
+  /* The row is found by name, so a name edited in the file is caught by the AAD. */
+  ALN_ENSURE_GOTO(st, strcmp(meta.name, name) == 0, ALN_ERR_TAMPERED, out);
+  ALN_ENSURE_GOTO(st, !meta.revoked, ALN_ERR_REVOKED, out);
+  /* Checked before decrypting: an expired secret is never brought into memory. */
+  ALN_ENSURE_GOTO(st, meta.expires_at == 0 || now < meta.expires_at, ALN_ERR_EXPIRED, out);
+
+  struct rec_ad ad = {.id = sqlite3_column_int64(s, 0),
+                      .version = meta.version,
+                      .expires_at = meta.expires_at,
+                      .name = meta.name,
+                      .binding = meta.binding,
+                      .binding_len = meta.binding_len};
+  const uint8_t *wk = sqlite3_column_blob(s, 7);
+  size_t wk_len = (size_t)sqlite3_column_bytes(s, 7);
+  const uint8_t *ct = sqlite3_column_blob(s, 8);
+  size_t ct_len = (size_t)sqlite3_column_bytes(s, 8);
+  ALN_GUARD_GOTO(st, open_record(esc, out_secret, &ad, wk, wk_len, ct, ct_len), out);
+
+  if (out_meta != NULL) {
+    *out_meta = meta;
+    memset(&meta, 0, sizeof(meta));
+  }
+  st = ALN_OK;
+out:
+  sqlite3_finalize(s);
+  aln_cred_meta_cleanup(&meta);
+  return st;
+}
+
+aln_status aln_escrow_unseal(struct aln_escrow *esc, struct aln_secret *out_secret, struct aln_cred_meta *out_meta,
+                             const char *name, int64_t now) {
+  if (out_meta != NULL)
+    memset(out_meta, 0, sizeof(*out_meta));
+  ALN_ENSURE(esc != NULL && out_secret != NULL, ALN_ERR_USAGE);
+  memset(out_secret, 0, sizeof(*out_secret));
+  ALN_ENSURE(aln_escrow_name_valid(name), ALN_ERR_BAD_NAME);
+  pthread_mutex_lock(&esc->mu);
+  aln_status st = unseal_locked(esc, out_secret, out_meta, name, now);
+  pthread_mutex_unlock(&esc->mu);
+  return st;
+}
+
+/* An audit row as hashed: the strings are actor, host_key, action, credential,
+ * method, destination, decision, in that order. */
+struct audit_row {
+  uint64_t seq;
+  int64_t time;
+  const uint8_t *str[ESC_AUDIT_NUM_STR];
+  size_t str_len[ESC_AUDIT_NUM_STR];
+  uint32_t result;
+  int64_t http_status;
+};
+
+static size_t audit_field_max(int i) {
+  return i == 5 ? ESC_AUDIT_DEST_MAX : ESC_AUDIT_FIELD_MAX;
+}
+
+/* audit_hash computes SHA-256(prev || canonical encoding of |r|). ALN_ERR_TOO_LARGE
+ * if a field exceeds its bound (only an edited row can). */
+static aln_status audit_hash(uint8_t out[ESC_HASH_LEN], const uint8_t prev[ESC_HASH_LEN], const struct audit_row *r) {
+  aln_status st = ALN_ERR_INTERNAL;
+  struct aln_cbb cbb = {0};
+  uint8_t *enc = NULL;
+  size_t enc_len = 0;
+  size_t max = 8 + 8 + 4 + 8 + ESC_AUDIT_NUM_STR * 4;
+  for (int i = 0; i < ESC_AUDIT_NUM_STR; i++)
+    max += audit_field_max(i);
+
+  ALN_GUARD_GOTO(st, aln_cbb_init(&cbb, 256, max), out);
+  ALN_GUARD_GOTO(st, aln_cbb_add_u64(&cbb, r->seq), out);
+  ALN_GUARD_GOTO(st, aln_cbb_add_u64(&cbb, (uint64_t)r->time), out);
+  for (int i = 0; i < ESC_AUDIT_NUM_STR; i++) {
+    ALN_ENSURE_GOTO(st, r->str_len[i] <= audit_field_max(i), ALN_ERR_TOO_LARGE, out);
+    ALN_GUARD_GOTO(st, aln_cbb_add_u32_prefixed(&cbb, r->str[i], r->str_len[i]), out);
+  }
+  ALN_GUARD_GOTO(st, aln_cbb_add_u32(&cbb, r->result), out);
+  ALN_GUARD_GOTO(st, aln_cbb_add_u64(&cbb, (uint64_t)r->http_status), out);
+  ALN_GUARD_GOTO(st, aln_cbb_finish(&cbb, &enc, &enc_len), out);
+
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  unsigned int md_len = 0;
+  int ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+           EVP_DigestUpdate(md, prev, ESC_HASH_LEN) == 1 && EVP_DigestUpdate(md, enc, enc_len) == 1 &&
+           EVP_DigestFinal_ex(md, out, &md_len) == 1 && md_len == ESC_HASH_LEN;
+  EVP_MD_CTX_free(md);
+  st = ok ? ALN_OK : ALN_ERR_CRYPTO;
+out:
+  aln_cbb_cleanup(&cbb);
+  aln_cbb_buf_free(enc, enc_len);
+  return st;
+}
+
+static aln_status audit_append_locked(struct aln_escrow *esc, const struct aln_audit_event *ev) {
+  aln_status st = ALN_ERR_INTERNAL;
+  sqlite3 *db = esc->db;
+  sqlite3_stmt *s = NULL;
+  uint8_t prev[ESC_HASH_LEN] = {0}, hash[ESC_HASH_LEN];
+  const char *strs[ESC_AUDIT_NUM_STR] = {ev->actor,  ev->host_key,    ev->action,  ev->credential,
+                                         ev->method, ev->destination, ev->decision};
+  struct audit_row r = {.time = ev->time, .result = (uint32_t)ev->result, .http_status = (int64_t)ev->http_status};
+
+  for (int i = 0; i < ESC_AUDIT_NUM_STR; i++) {
+    r.str[i] = (const uint8_t *)strs[i];
+    r.str_len[i] = strs[i] != NULL ? strnlen(strs[i], audit_field_max(i)) : 0;
+  }
+
+  ALN_GUARD(db_exec(db, "BEGIN IMMEDIATE"));
+  ALN_GUARD_GOTO(st, db_prepare(db, &s, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"), out);
+  int rc = sqlite3_step(s);
+  ALN_GUARD_GOTO(st, db_status(rc), out);
+  r.seq = 1;
+  if (rc == SQLITE_ROW) {
+    sqlite3_int64 last = sqlite3_column_int64(s, 0);
+    const void *h = sqlite3_column_blob(s, 1);
+    ALN_ENSURE_GOTO(st, h != NULL && sqlite3_column_bytes(s, 1) == ESC_HASH_LEN, ALN_ERR_TAMPERED, out);
+    ALN_ENSURE_GOTO(st, last >= 1 && last < INT64_MAX, ALN_ERR_TAMPERED, out);
+    memcpy(prev, h, ESC_HASH_LEN);
+    r.seq = (uint64_t)last + 1;
+  }
+  sqlite3_finalize(s);
+  s = NULL;
+
+  ALN_GUARD_GOTO(st, audit_hash(hash, prev, &r), out);
+  ALN_GUARD_GOTO(st,
+                 db_prepare(db, &s,
+                            "INSERT INTO audit(seq, time, actor, host_key, action, credential, method, destination,"
+                            " decision, result, http_status, prev_hash, hash)"
+                            " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+                 out);
+  ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 1, (sqlite3_int64)r.seq)), out);
+  ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 2, r.time)), out);
+  for (int i = 0; i < ESC_AUDIT_NUM_STR; i++)
+    ALN_GUARD_GOTO(st, bind_text(s, 3 + i, strs[i], audit_field_max(i)), out);
+  ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 10, r.result)), out);
+  ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 11, r.http_status)), out);
+  ALN_GUARD_GOTO(st, bind_blob(s, 12, prev, ESC_HASH_LEN), out);
+  ALN_GUARD_GOTO(st, bind_blob(s, 13, hash, ESC_HASH_LEN), out);
+  ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_DONE, ALN_ERR_STORE, out);
+  st = ALN_OK;
+out:
+  sqlite3_finalize(s);
+  return db_end(db, st);
+}
+
+aln_status aln_escrow_audit_append(struct aln_escrow *esc, const struct aln_audit_event *ev) {
+  ALN_ENSURE(esc != NULL && ev != NULL, ALN_ERR_USAGE);
+  pthread_mutex_lock(&esc->mu);
+  aln_status st = audit_append_locked(esc, ev);
+  pthread_mutex_unlock(&esc->mu);
+  return st;
+}
+
+static aln_status audit_verify_locked(struct aln_escrow *esc, size_t *num_out) {
+  aln_status st = ALN_ERR_INTERNAL;
+  sqlite3_stmt *s = NULL;
+  uint8_t prev[ESC_HASH_LEN] = {0}, hash[ESC_HASH_LEN];
+  size_t num = 0;
+  int rc;
+
+  /* One read transaction: the chain is checked against a single snapshot. */
+  ALN_GUARD(db_exec(esc->db, "BEGIN"));
+  ALN_GUARD_GOTO(st,
+                 db_prepare(esc->db, &s,
+                            "SELECT seq, time, actor, host_key, action, credential, method, destination, decision,"
+                            " result, http_status, prev_hash, hash FROM audit ORDER BY seq"),
+                 out);
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    struct audit_row r = {0};
+    sqlite3_int64 seq = sqlite3_column_int64(s, 0);
+    /* Sequence numbers are dense from 1, so a removed row is caught even where the
+     * hashes alone would not say which row went missing. */
+    ALN_ENSURE_GOTO(st, seq >= 1 && (uint64_t)seq == (uint64_t)num + 1, ALN_ERR_TAMPERED, out);
+    r.seq = (uint64_t)seq;
+    r.time = sqlite3_column_int64(s, 1);
+    for (int i = 0; i < ESC_AUDIT_NUM_STR; i++) {
+      r.str[i] = sqlite3_column_text(s, 2 + i);
+      r.str_len[i] = (size_t)sqlite3_column_bytes(s, 2 + i);
+    }
+    sqlite3_int64 result = sqlite3_column_int64(s, 9);
+    ALN_ENSURE_GOTO(st, result >= 0 && result <= UINT32_MAX, ALN_ERR_TAMPERED, out);
+    r.result = (uint32_t)result;
+    r.http_status = sqlite3_column_int64(s, 10);
+
+    const void *row_prev = sqlite3_column_blob(s, 11);
+    ALN_ENSURE_GOTO(st, row_prev != NULL && sqlite3_column_bytes(s, 11) == ESC_HASH_LEN, ALN_ERR_TAMPERED, out);
+    ALN_ENSURE_GOTO(st, CRYPTO_memcmp(row_prev, prev, ESC_HASH_LEN) == 0, ALN_ERR_TAMPERED, out);
+    st = audit_hash(hash, prev, &r);
+    if (st == ALN_ERR_TOO_LARGE) /* an oversized field was never written by us */
+      st = ALN_ERR_TAMPERED;
+    if (st != ALN_OK)
+      goto out;
+    const void *row_hash = sqlite3_column_blob(s, 12);
+    ALN_ENSURE_GOTO(st, row_hash != NULL && sqlite3_column_bytes(s, 12) == ESC_HASH_LEN, ALN_ERR_TAMPERED, out);
+    ALN_ENSURE_GOTO(st, CRYPTO_memcmp(row_hash, hash, ESC_HASH_LEN) == 0, ALN_ERR_TAMPERED, out);
+    memcpy(prev, hash, ESC_HASH_LEN);
+    num++;
+  }
+  ALN_GUARD_GOTO(st, db_status(rc), out);
+  *num_out = num;
+  st = ALN_OK;
+out:
+  sqlite3_finalize(s);
+  /* Nothing was written: end the read transaction whatever happened. */
+  aln_status end = db_end(esc->db, ALN_OK);
+  return st != ALN_OK ? st : end;
+}
+
+aln_status aln_escrow_audit_verify_chain(struct aln_escrow *esc, size_t *num_out) {
+  ALN_ENSURE(esc != NULL && num_out != NULL, ALN_ERR_USAGE);
+  *num_out = 0;
+  pthread_mutex_lock(&esc->mu);
+  aln_status st = audit_verify_locked(esc, num_out);
+  pthread_mutex_unlock(&esc->mu);
+  return st;
+}
+
+static aln_status host_enroll_locked(struct aln_escrow *esc, const uint8_t spki_hash[32], const char *label) {
+  aln_status st = ALN_ERR_INTERNAL;
+  sqlite3_stmt *s = NULL;
+
+  ALN_GUARD_GOTO(
+      st, db_prepare(esc->db, &s, "INSERT OR REPLACE INTO hosts(spki_hash, label, enrolled_at) VALUES(?1, ?2, ?3)"),
+      out);
+  ALN_GUARD_GOTO(st, bind_blob(s, 1, spki_hash, 32), out);
+  ALN_GUARD_GOTO(st, bind_text(s, 2, label, ESC_LABEL_MAX), out);
+  ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 3, (sqlite3_int64)time(NULL))), out);
+  ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_DONE, ALN_ERR_STORE, out);
+  st = ALN_OK;
+out:
+  sqlite3_finalize(s);
+  return st;
+}
+
+aln_status aln_escrow_host_enroll(struct aln_escrow *esc, const uint8_t spki_hash[32], const char *label) {
+  ALN_ENSURE(esc != NULL && spki_hash != NULL, ALN_ERR_USAGE);
+  pthread_mutex_lock(&esc->mu);
+  aln_status st = host_enroll_locked(esc, spki_hash, label);
+  pthread_mutex_unlock(&esc->mu);
+  return st;
+}
+
+static aln_status host_remove_locked(struct aln_escrow *esc, const uint8_t spki_hash[32]) {
+  aln_status st = ALN_ERR_INTERNAL;
+  sqlite3_stmt *s = NULL;
+
+  ALN_GUARD_GOTO(st, db_prepare(esc->db, &s, "DELETE FROM hosts WHERE spki_hash = ?1"), out);
+  ALN_GUARD_GOTO(st, bind_blob(s, 1, spki_hash, 32), out);
+  ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_DONE, ALN_ERR_STORE, out);
+  st = sqlite3_changes(esc->db) > 0 ? ALN_OK : ALN_ERR_NOT_FOUND;
+out:
+  sqlite3_finalize(s);
+  return st;
+}
+
+aln_status aln_escrow_host_remove(struct aln_escrow *esc, const uint8_t spki_hash[32]) {
+  ALN_ENSURE(esc != NULL && spki_hash != NULL, ALN_ERR_USAGE);
+  pthread_mutex_lock(&esc->mu);
+  aln_status st = host_remove_locked(esc, spki_hash);
+  pthread_mutex_unlock(&esc->mu);
+  return st;
+}
+
+static aln_status host_is_enrolled_locked(struct aln_escrow *esc, int *out, const uint8_t spki_hash[32]) {
+  aln_status st = ALN_ERR_INTERNAL;
+  sqlite3_stmt *s = NULL;
+
+  ALN_GUARD_GOTO(st, db_prepare(esc->db, &s, "SELECT 1 FROM hosts WHERE spki_hash = ?1"), out);
+  ALN_GUARD_GOTO(st, bind_blob(s, 1, spki_hash, 32), out);
+  int rc = sqlite3_step(s);
+  ALN_GUARD_GOTO(st, db_status(rc), out);
+  *out = rc == SQLITE_ROW;
+  st = ALN_OK;
+out:
+  sqlite3_finalize(s);
+  return st;
+}
+
+aln_status aln_escrow_host_is_enrolled(struct aln_escrow *esc, int *out, const uint8_t spki_hash[32]) {
+  ALN_ENSURE(out != NULL, ALN_ERR_USAGE);
+  *out = 0;
+  ALN_ENSURE(esc != NULL && spki_hash != NULL, ALN_ERR_USAGE);
+  pthread_mutex_lock(&esc->mu);
+  aln_status st = host_is_enrolled_locked(esc, out, spki_hash);
+  pthread_mutex_unlock(&esc->mu);
+  return st;
+}

@@ -1,0 +1,44 @@
+/* The provider table. "local" keeps its KEK in a private file of the data dir and
+ * signs debug evidence with the enclave key; it proves nothing about the platform and
+ * exists so the dev stack runs the production code paths. Further providers add one
+ * row here. */
+#include "enclave/provider.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "attestation/local.h"
+#include "proto/keyfile.h"
+
+aln_status aln_local_kek_load(struct aln_secret *out, const char *data_dir) {
+  char path[PATH_MAX];
+
+  ALN_ENSURE(out != NULL, ALN_ERR_USAGE);
+  memset(out, 0, sizeof(*out));
+  ALN_ENSURE(data_dir != NULL && data_dir[0] != '\0', ALN_ERR_USAGE);
+  int n = snprintf(path, sizeof(path), "%s/kek", data_dir);
+  ALN_ENSURE(n > 0 && (size_t)n < sizeof(path), ALN_ERR_USAGE);
+  /* The keyfile module refuses a file group or others can read, or of another size. */
+  return aln_keyfile_load_or_create(out, path, ALN_KEK_LEN);
+}
+
+static aln_status local_evidence(uint8_t **out, size_t *out_len, EVP_PKEY *sign_key,
+                                 const uint8_t binding[ALN_BINDING_LEN]) {
+  return aln_local_evidence_make(out, out_len, sign_key, binding, (int64_t)time(NULL));
+}
+
+static const struct aln_provider providers[] = {
+    {.name = "local", .evidence_kind = "local", .kek_load = aln_local_kek_load, .evidence = local_evidence},
+};
+
+const struct aln_provider *aln_provider_find(const char *name) {
+  if (name == NULL)
+    return NULL;
+  for (size_t i = 0; i < sizeof(providers) / sizeof(providers[0]); i++) {
+    if (strcmp(providers[i].name, name) == 0)
+      return &providers[i];
+  }
+  return NULL;
+}

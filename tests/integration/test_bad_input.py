@@ -1,0 +1,192 @@
+"""Bad input at every door: the host's HTTP API and the enclave's TLS port. Each
+gets a clear error, and neither store changes (checked on a logical snapshot of
+every table in the escrow)."""
+
+import os
+import ssl
+import struct
+import time
+import unittest
+
+from harness import (ATTEST, HEALTH, LIST, PUT, EnclaveConn, Stack, field_bytes, frame, make_client_identity,
+                     request, run, status_code)
+
+# categories of proto/status.h
+USAGE, AUTH, DENIED, PROTO = 0x01, 0x02, 0x03, 0x06
+ERR_FRAME_TOO_LARGE = status_code(PROTO, 3)
+ERR_MALFORMED = status_code(PROTO, 4)
+ERR_TRAILING = status_code(PROTO, 2)
+ERR_VERSION = status_code(PROTO, 6)
+ERR_NOT_ENROLLED = status_code(DENIED, 3)
+ERR_NOT_ATTESTED = status_code(DENIED, 4)
+
+
+class BadInput(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.s = Stack()
+        s = cls.s
+        s.cli("credential", "add", "gh", "--bearer", "--allow", s.upstream("/v1/"), "--ca", s.ca_crt,
+              stdin=b"bad-input-secret-0123456789")
+        cls.enrolled = make_client_identity(s.dir, "enrolled-client")
+        run([os.environ.get("ALN_ENCLAVE_BIN", "aileron-enclave"), "host", "enroll", cls.enrolled[0],
+             "--data-dir", s.enclave_dir], env=s.enclave_env)
+        cls.stranger = make_client_identity(s.dir, "stranger")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.s.close()
+
+    def setUp(self):
+        self.before = self.s.db_snapshot()
+
+    def assertStoreUnchanged(self):
+        after = self.s.db_snapshot()
+        self.assertEqual(after["credentials"], self.before["credentials"])
+        self.assertEqual(after["hosts"], self.before["hosts"])
+        self.assertEqual(after["audit"], self.before["audit"])
+
+    def expect_error_then_close(self, conn, code):
+        resp = conn.recv_response()
+        self.assertIsNotNone(resp, "no error response before close")
+        status, message, _ = resp
+        self.assertEqual(status, code, message)
+        self.assertTrue(message)
+        self.assertTrue(conn.closed_by_peer(), "connection left open after a protocol violation")
+
+    # ---- host HTTP API ------------------------------------------------------
+    def test_operator_calls_need_the_operator_token(self):
+        for method, path, body in [("GET", "/v1/credentials", None),
+                                   ("POST", "/v1/credentials", {"name": "x", "secret_b64": "eHh4",
+                                                                "injection": {"kind": "bearer"},
+                                                                "allow": [self.s.upstream("/")]}),
+                                   ("DELETE", "/v1/credentials/gh", None),
+                                   ("POST", "/v1/sessions", {})]:
+            code, doc, _ = self.s.http(method, path, body)
+            self.assertEqual((code, doc["error"]["code"]), (401, "ALN_ERR_AUTH_MISSING"), path)
+            code, doc, _ = self.s.http(method, path, body, token="0" * 64)
+            self.assertEqual((code, doc["error"]["code"]), (401, "ALN_ERR_AUTH_INVALID"), path)
+        token = self.s.session()
+        code, doc, _ = self.s.http("GET", "/v1/credentials", token=token)
+        self.assertEqual(code, 401, "a session token must not open operator calls")
+        self.assertStoreUnchanged()
+
+    def test_agent_call_needs_a_valid_session(self):
+        path = "/v1/credentials/gh/request"
+        body = {"method": "GET", "url": self.s.upstream("/v1/x")}
+        code, doc, _ = self.s.http("POST", path, body)
+        self.assertEqual((code, doc["error"]["code"]), (401, "ALN_ERR_AUTH_MISSING"))
+        code, doc, _ = self.s.http("POST", path, body, token=self.s.operator_token)
+        self.assertEqual((code, doc["error"]["code"]), (401, "ALN_ERR_SESSION_INVALID"))
+        good = self.s.session()
+        forged = good[:-2] + ("AA" if not good.endswith("AA") else "BB")
+        code, doc, _ = self.s.http("POST", path, body, token=forged)
+        self.assertEqual((code, doc["error"]["code"]), (401, "ALN_ERR_SESSION_INVALID"))
+        short = self.s.session(ttl=1)
+        time.sleep(2.1)
+        code, doc, _ = self.s.http("POST", path, body, token=short)
+        self.assertEqual((code, doc["error"]["code"]), (401, "ALN_ERR_SESSION_EXPIRED"))
+        self.assertNotIn("/v1/x", self.s.nginx_log(), "a refused call reached the upstream")
+        self.assertStoreUnchanged()
+
+    def test_malformed_json_is_refused(self):
+        t = self.s.operator_token
+        for raw in [b"{", b"[]", b'{"name":"a","name":"b"}', b"\xff\xfe", b'{"name": 5}',
+                    b'{"name":"ok","secret_b64":"!!!","injection":{"kind":"bearer"},"allow":["https://x/"]}',
+                    b'{"name":"ok","secret_b64":"eHg=","injection":{"kind":"bearer"},"allow":["https://x/"],"zz":1}',
+                    b'{"name":"../etc","secret_b64":"eHg=","injection":{"kind":"bearer"},"allow":["https://x/"]}',
+                    b'{"name":"ok","secret_b64":"eHg=","injection":{"kind":"bearer"},"allow":["http://x/"]}']:
+            code, doc, _ = self.s.http("POST", "/v1/credentials", token=t, raw=raw)
+            self.assertEqual(code, 400, raw)
+            self.assertTrue(doc["error"]["code"].startswith("ALN_ERR_"), raw)
+        code, doc, _ = self.s.http("POST", "/v1/credentials", token=t, raw=b"x" * (1024 * 1024 + 1))
+        self.assertIn(code, (400, 413))
+        self.assertStoreUnchanged()
+
+    def test_daemon_without_dev_mode_refuses_local_enclave(self):
+        self.s.stop_daemon()
+        try:
+            self.s.start_daemon(dev=False)
+            code, doc, _ = self.s.http("GET", "/v1/credentials", token=self.s.operator_token)
+            self.assertEqual((code, doc["error"]["code"]), (502, "ALN_ERR_ATTEST_DEBUG"))
+        finally:
+            self.s.stop_daemon()
+            self.s.start_daemon(dev=True)
+        code, _, _ = self.s.http("GET", "/v1/credentials", token=self.s.operator_token)
+        self.assertEqual(code, 200)
+        self.assertStoreUnchanged()
+
+    # ---- enclave TLS port ---------------------------------------------------
+    def test_oversized_frame(self):
+        c = EnclaveConn(self.s.enclave_port, *self.enrolled)
+        c.send(struct.pack(">I", 2 * 1024 * 1024) + b"\x08\x01")
+        self.expect_error_then_close(c, ERR_FRAME_TOO_LARGE)
+        self.assertStoreUnchanged()
+
+    def test_malformed_frame(self):
+        c = EnclaveConn(self.s.enclave_port, *self.enrolled)
+        c.send(frame(b"\xff\xff\xff\xff\xff"))
+        self.expect_error_then_close(c, ERR_MALFORMED)
+        c = EnclaveConn(self.s.enclave_port, *self.enrolled)
+        c.send(frame(b"\x08\x01"))  # version only, no body
+        self.expect_error_then_close(c, ERR_MALFORMED)
+        c = EnclaveConn(self.s.enclave_port, *self.enrolled)
+        c.send(b"\x00\x00\x00\x00")  # zero length
+        self.expect_error_then_close(c, ERR_MALFORMED)
+        c = EnclaveConn(self.s.enclave_port, *self.enrolled)
+        c.send(frame(b"\x08\x02" + field_bytes(HEALTH, b"")))  # version 2
+        self.expect_error_then_close(c, ERR_VERSION)
+        self.assertStoreUnchanged()
+
+    def test_trailing_garbage(self):
+        c = EnclaveConn(self.s.enclave_port, *self.enrolled)
+        c.send(frame(request(HEALTH)) + b"garbage")
+        self.expect_error_then_close(c, ERR_TRAILING)
+        self.assertStoreUnchanged()
+
+    def test_truncated_frame_closes_without_answer(self):
+        c = EnclaveConn(self.s.enclave_port, *self.enrolled)
+        c.send(struct.pack(">I", 100) + b"\x08\x01")
+        c.close()  # the peer goes away mid-frame: no answer is owed, nothing stored
+        self.assertStoreUnchanged()
+        # the enclave still serves others
+        ok = EnclaveConn(self.s.enclave_port, *self.enrolled)
+        ok.send(frame(request(HEALTH)))
+        self.assertEqual(ok.recv_response()[0], 0)
+
+    def test_unenrolled_client_gets_only_health(self):
+        c = EnclaveConn(self.s.enclave_port, *self.stranger)
+        c.send(frame(request(HEALTH)))
+        status, _, fields = c.recv_response()
+        self.assertEqual(status, 0)
+        self.assertIn(HEALTH, fields)
+        c.send(frame(request(ATTEST, field_bytes(1, os.urandom(32)))))
+        self.expect_error_then_close(c, ERR_NOT_ENROLLED)
+        for body_field in (LIST, PUT):
+            c = EnclaveConn(self.s.enclave_port, *self.stranger)
+            c.send(frame(request(body_field, field_bytes(1, b"gh") if body_field == PUT else b"")))
+            self.expect_error_then_close(c, ERR_NOT_ENROLLED)
+        self.assertStoreUnchanged()
+
+    def test_enrolled_but_not_attested_gets_no_credential_rpc(self):
+        c = EnclaveConn(self.s.enclave_port, *self.enrolled)
+        c.send(frame(request(LIST)))
+        self.expect_error_then_close(c, ERR_NOT_ATTESTED)
+        self.assertStoreUnchanged()
+
+    def test_tls12_and_certless_clients_refused(self):
+        with self.assertRaises((ssl.SSLError, ConnectionResetError, OSError)):
+            c = EnclaveConn(self.s.enclave_port, *self.enrolled, tls12=True)
+            c.send(frame(request(HEALTH)))
+            if c.recv_response() is None:
+                raise ssl.SSLError("closed")
+        with self.assertRaises((ssl.SSLError, ConnectionResetError, OSError)):
+            c = EnclaveConn(self.s.enclave_port)
+            c.send(frame(request(HEALTH)))
+            if c.recv_response() is None:
+                raise ssl.SSLError("closed")
+        self.assertStoreUnchanged()
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,126 @@
+"""The first real brokered call: enclave + host + nginx over HTTPS on loopback.
+An agent with a session token uses a credential it never sees; the enclave injects
+it, checks the destination, verifies upstream TLS, redacts echoes, and audits."""
+
+import os
+import sqlite3
+import unittest
+
+from harness import Stack, secret_forms
+
+SECRET = b"sk-live-aileron-TEST-6f1c2d9e8b7a4c3d2e1f0a9b"
+HEADER_SECRET = b"hk-aileron-TEST-0c9d8e7f6a5b4c3d2e1f"
+
+
+class BrokeredCall(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.s = Stack()
+        s = cls.s
+        s.cli("credential", "add", "gh", "--bearer", "--allow", s.upstream("/v1/"), "--ca", s.ca_crt,
+              stdin=SECRET + b"\n")
+        s.cli("credential", "add", "keyed", "--header", "X-Api-Key", "--allow", s.upstream("/keyed"),
+              "--ca", s.ca_crt, stdin=HEADER_SECRET)
+        s.cli("credential", "add", "noca", "--bearer", "--allow", s.upstream("/v1/"), stdin=SECRET)
+        cls.token = s.session()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.s.close()
+
+    def use(self, name, url, method="GET", **extra):
+        body = {"method": method, "url": url, **extra}
+        return self.s.http("POST", f"/v1/credentials/{name}/request", body, token=self.token)
+
+    def test_bearer_injected_and_echo_redacted(self):
+        before = self.s.nginx_log()
+        code, doc, raw = self.use("gh", self.s.upstream("/v1/user?x=1"))
+        self.assertEqual(code, 200, raw)
+        self.assertEqual(doc["status"], 200)
+        seen = self.s.nginx_log()[len(before):]
+        self.assertIn("GET /v1/user?x=1 auth=[Bearer " + SECRET.decode() + "]", seen)
+        # nginx echoed the Authorization header in its body and a header: redacted
+        self.assertIn("[REDACTED]", doc["body"])
+        echo = [v for n, v in doc["headers"] if n.lower() == "x-echo-auth"]
+        self.assertEqual(echo, ["Bearer [REDACTED]"])
+        self.assertNotIn(SECRET, raw)
+
+    def test_header_injection(self):
+        before = self.s.nginx_log()
+        code, doc, raw = self.use("keyed", self.s.upstream("/keyed/items"), method="POST", body="{}")
+        self.assertEqual(code, 200, raw)
+        seen = self.s.nginx_log()[len(before):]
+        self.assertIn("POST /keyed/items auth=[] key=[" + HEADER_SECRET.decode() + "]", seen)
+        self.assertNotIn(HEADER_SECRET, raw)
+
+    def test_outside_prefix_refused_before_any_request(self):
+        for url in [self.s.upstream("/admin"), self.s.upstream("/v1/../admin"), self.s.upstream("/v10/x"),
+                    f"http://127.0.0.1:{self.s.ng_port}/v1/user", "https://127.0.0.1.evil.test/v1/",
+                    f"https://user@127.0.0.1:{self.s.ng_port}/v1/user"]:
+            before = self.s.nginx_log()
+            code, doc, raw = self.use("gh", url)
+            self.assertIn(code, (400, 403), (url, raw))
+            self.assertIn(doc["error"]["code"], ("ALN_ERR_DEST_NOT_ALLOWED", "ALN_ERR_BAD_URL"), url)
+            self.assertEqual(self.s.nginx_log(), before, f"a request reached nginx for {url}")
+        code, doc, _ = self.use("gh", self.s.upstream("/admin"))
+        self.assertEqual((code, doc["error"]["code"]), (403, "ALN_ERR_DEST_NOT_ALLOWED"))
+        self.assertIn("destination not allowed", doc["error"]["message"])
+
+    def test_upstream_tls_is_verified(self):
+        # "noca" does not trust the test CA: the system store alone must refuse nginx.
+        before = self.s.nginx_log()
+        code, doc, raw = self.use("noca", self.s.upstream("/v1/user"))
+        self.assertEqual(code, 502, raw)
+        self.assertEqual(doc["error"]["code"], "ALN_ERR_UPSTREAM_TLS")
+        self.assertEqual(self.s.nginx_log(), before)
+
+    def test_list_shows_metadata_only(self):
+        p = self.s.cli("credential", "list")
+        out = p.stdout
+        self.assertIn(b"gh", out)
+        self.assertIn(b"keyed", out)
+        for form in secret_forms(SECRET) + secret_forms(HEADER_SECRET):
+            self.assertNotIn(form, out)
+
+    def test_revoke_then_use_refused(self):
+        self.s.cli("credential", "add", "temp", "--bearer", "--allow", self.s.upstream("/v1/"), "--ca",
+                   self.s.ca_crt, stdin=b"temp-secret-aileron-123456")
+        code, _, _ = self.use("temp", self.s.upstream("/v1/a"))
+        self.assertEqual(code, 200)
+        self.s.cli("credential", "revoke", "temp")
+        before = self.s.nginx_log()
+        code, doc, _ = self.use("temp", self.s.upstream("/v1/a"))
+        self.assertEqual((code, doc["error"]["code"]), (403, "ALN_ERR_REVOKED"))
+        self.assertEqual(self.s.nginx_log(), before)
+
+    def test_unknown_credential(self):
+        code, doc, _ = self.use("nope", self.s.upstream("/v1/a"))
+        self.assertEqual((code, doc["error"]["code"]), (404, "ALN_ERR_NOT_FOUND"))
+
+    def test_zz_audit_rows_and_secret_nowhere(self):
+        # Runs last (name order): every other test has used the stack by now.
+        self.use("gh", self.s.upstream("/v1/audit-me"))
+        self.use("gh", self.s.upstream("/admin"))
+        db = sqlite3.connect(f"file:{self.s.enclave_dir}/escrow.db?mode=ro", uri=True)
+        rows = db.execute("SELECT action, credential, destination, decision, actor FROM audit ORDER BY seq").fetchall()
+        db.close()
+        uses = [r for r in rows if r[0] == "use"]
+        self.assertIn(("use", "gh", self.s.upstream("/v1/audit-me"), "allow"), [r[:4] for r in uses])
+        self.assertIn(("use", "gh", self.s.upstream("/admin"), "deny"), [r[:4] for r in uses])
+        self.assertTrue(all(r[4].startswith("session:") for r in uses), uses)
+        self.assertTrue(any(r[0] == "put" for r in rows))
+
+        haystacks = [(name, data) for name, data in self.s.enclave_files()]
+        for p in self.s.procs:
+            with open(p.log_path, "rb") as f:
+                haystacks.append((os.path.basename(p.log_path), f.read()))
+        haystacks.append(("audit rows", repr(rows).encode()))
+        haystacks += [(f"response {i}", r) for i, r in enumerate(self.s.responses)]
+        for secret in (SECRET, HEADER_SECRET):
+            for form in secret_forms(secret):
+                for name, data in haystacks:
+                    self.assertNotIn(form, data, f"secret material found in {name}")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,988 @@
+/* Tests for enclave/escrow: sealing round trips, versions, revocation tombstones,
+ * input validation that changes nothing, expiry, and the properties an attacker with
+ * write access to the database file must not defeat: the plaintext never reaches the
+ * file, wiped ciphertexts leave it, and every edit of a sealed record (ciphertext,
+ * tag, wrapped key, binding, id, version, name, expiry, swapped rows) or of the audit
+ * chain is reported as ALN_ERR_TAMPERED while untouched records still open. Each test
+ * runs in its own mkdtemp directory and edits the file through its own SQLite
+ * connection, as an attacker would. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <sqlite3.h>
+
+#include "enclave/escrow.h"
+#include "proto/cbs.h"
+
+/* Exactly 40 distinctive bytes: a hit in the file can only be a leak. */
+static const char k_canary[] = "CANARY-7f3a9c1e-5b2d-4086-aileron-SECRET";
+/* Stored in clear as metadata: the positive control that the file search works. */
+static const char k_binding_marker[] = "BINDING-MARKER-4c1d9e";
+
+struct fx {
+  char dir[64];
+  char db[128];
+  struct aln_secret kek;
+  struct aln_escrow *esc;
+};
+
+static int setup(void **state) {
+  struct fx *f = calloc(1, sizeof(*f));
+  if (f == NULL)
+    return -1;
+  strcpy(f->dir, "/tmp/aln-escrow-XXXXXX");
+  if (mkdtemp(f->dir) == NULL)
+    return -1;
+  snprintf(f->db, sizeof(f->db), "%s/escrow.db", f->dir);
+  if (aln_secret_new(&f->kek, 32) != ALN_OK || RAND_bytes(f->kek.p, 32) != 1)
+    return -1;
+  if (aln_escrow_open(&f->esc, f->db, &f->kek) != ALN_OK)
+    return -1;
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  struct fx *f = *state;
+  char p[160];
+  aln_escrow_free(f->esc);
+  unlink(f->db);
+  snprintf(p, sizeof(p), "%s-wal", f->db);
+  unlink(p);
+  snprintf(p, sizeof(p), "%s-shm", f->db);
+  unlink(p);
+  rmdir(f->dir);
+  aln_secret_free(&f->kek);
+  free(f);
+  return 0;
+}
+
+static void reopen(struct fx *f, const struct aln_secret *kek) {
+  aln_escrow_free(f->esc);
+  f->esc = NULL;
+  assert_int_equal(aln_escrow_open(&f->esc, f->db, kek), ALN_OK);
+}
+
+static aln_status put(struct fx *f, const char *name, const char *secret, int replace) {
+  return aln_escrow_put(f->esc, NULL, name, (const uint8_t *)secret, strlen(secret), (const uint8_t *)k_binding_marker,
+                        strlen(k_binding_marker), 0, replace);
+}
+
+/* assert_opens checks that |name| unseals to exactly |secret|. */
+static void assert_opens(struct fx *f, const char *name, const char *secret) {
+  struct aln_secret s = {0};
+  assert_int_equal(aln_escrow_unseal(f->esc, &s, NULL, name, (int64_t)time(NULL)), ALN_OK);
+  assert_int_equal(s.len, strlen(secret));
+  assert_memory_equal(s.p, secret, s.len);
+  aln_secret_free(&s);
+}
+
+/* assert_unseal_fails checks the status and that no secret came back. */
+static void assert_unseal_fails(struct fx *f, const char *name, int64_t now, aln_status want) {
+  struct aln_secret s = {(uint8_t *)1, 1};
+  struct aln_cred_meta m;
+  memset(&m, 0xaa, sizeof(m));
+  assert_int_equal(aln_escrow_unseal(f->esc, &s, &m, name, now), want);
+  assert_null(s.p);
+  assert_int_equal(s.len, 0);
+  assert_null(m.binding);
+}
+
+/* --- the attacker's direct access to the file --- */
+
+static sqlite3 *raw_open(struct fx *f) {
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open_v2(f->db, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);
+  return db;
+}
+
+static void raw_exec(struct fx *f, const char *sql) {
+  sqlite3 *db = raw_open(f);
+  assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+}
+
+static int64_t raw_int(struct fx *f, const char *sql) {
+  sqlite3 *db = raw_open(f);
+  sqlite3_stmt *s = NULL;
+  assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+  int64_t v = sqlite3_column_int64(s, 0);
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+  return v;
+}
+
+/* raw_blob copies the blob |sql| selects into |buf|; returns its length. */
+static size_t raw_blob(struct fx *f, const char *sql, uint8_t *buf, size_t cap) {
+  sqlite3 *db = raw_open(f);
+  sqlite3_stmt *s = NULL;
+  assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+  const void *p = sqlite3_column_blob(s, 0);
+  size_t len = (size_t)sqlite3_column_bytes(s, 0);
+  assert_non_null(p);
+  assert_true(len <= cap);
+  memcpy(buf, p, len);
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+  return len;
+}
+
+/* raw_set_blob runs |sql| with ?1 bound to |buf|. */
+static void raw_set_blob(struct fx *f, const char *sql, const uint8_t *buf, size_t len) {
+  sqlite3 *db = raw_open(f);
+  sqlite3_stmt *s = NULL;
+  assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_bind_blob(s, 1, buf, (int)len, SQLITE_TRANSIENT), SQLITE_OK);
+  assert_int_equal(sqlite3_step(s), SQLITE_DONE);
+  assert_int_equal(sqlite3_changes(db), 1);
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+}
+
+/* flip_byte xors one byte of the live row's |column| of |name|: at |off| from the
+ * start, or from the end when |off| is negative. */
+static void flip_byte(struct fx *f, const char *name, const char *column, long off) {
+  char sql[256];
+  uint8_t buf[ALN_BINDING_MAX];
+  snprintf(sql, sizeof(sql), "SELECT %s FROM credentials WHERE name = '%s' AND live = 1", column, name);
+  size_t len = raw_blob(f, sql, buf, sizeof(buf));
+  size_t i = off >= 0 ? (size_t)off : len - (size_t)(-off);
+  assert_true(i < len);
+  buf[i] ^= 0x01;
+  snprintf(sql, sizeof(sql), "UPDATE credentials SET %s = ?1 WHERE name = '%s' AND live = 1", column, name);
+  raw_set_blob(f, sql, buf, len);
+}
+
+/* count_in_files counts |needle| in the database file and its WAL, read raw. */
+static size_t count_in_files(struct fx *f, const uint8_t *needle, size_t needle_len) {
+  const char *suffixes[] = {"", "-wal"};
+  size_t total = 0;
+  for (size_t i = 0; i < 2; i++) {
+    char p[160];
+    snprintf(p, sizeof(p), "%s%s", f->db, suffixes[i]);
+    FILE *fp = fopen(p, "rb");
+    if (fp == NULL)
+      continue;
+    size_t cap = 1 << 16, len = 0, n;
+    uint8_t *buf = malloc(cap);
+    assert_non_null(buf);
+    while ((n = fread(buf + len, 1, cap - len, fp)) > 0) {
+      len += n;
+      if (len == cap) {
+        cap *= 2;
+        buf = realloc(buf, cap);
+        assert_non_null(buf);
+      }
+    }
+    fclose(fp);
+    total += aln_memmem_count(buf, len, needle, needle_len);
+    free(buf);
+  }
+  return total;
+}
+
+static void assert_chain(struct fx *f, aln_status want, size_t want_num) {
+  size_t n = 99;
+  assert_int_equal(aln_escrow_audit_verify_chain(f->esc, &n), want);
+  if (want == ALN_OK)
+    assert_int_equal(n, want_num);
+}
+
+/* --- round trip, list, versions --- */
+
+static void test_round_trip(void **state) {
+  struct fx *f = *state;
+  struct aln_cred_meta m;
+  int64_t before = (int64_t)time(NULL);
+  assert_int_equal(aln_escrow_put(f->esc, &m, "github.token", (const uint8_t *)k_canary, strlen(k_canary),
+                                  (const uint8_t *)"bind", 4, 0, 0),
+                   ALN_OK);
+  assert_string_equal(m.name, "github.token");
+  assert_int_equal(m.version, 1);
+  assert_int_equal(m.revoked, 0);
+  assert_int_equal(m.binding_len, 4);
+  assert_memory_equal(m.binding, "bind", 4);
+  assert_true(m.created_at >= before && m.created_at <= (int64_t)time(NULL));
+  aln_cred_meta_cleanup(&m);
+  assert_null(m.binding);
+
+  struct aln_secret s = {0};
+  assert_int_equal(aln_escrow_unseal(f->esc, &s, &m, "github.token", (int64_t)time(NULL)), ALN_OK);
+  assert_int_equal(s.len, strlen(k_canary));
+  assert_memory_equal(s.p, k_canary, s.len);
+  assert_int_equal(m.version, 1);
+  assert_memory_equal(m.binding, "bind", 4);
+  aln_secret_free(&s);
+  aln_cred_meta_cleanup(&m);
+
+  /* It survives a restart with the same KEK; a name never stored is NOT_FOUND. */
+  reopen(f, &f->kek);
+  assert_opens(f, "github.token", k_canary);
+  assert_unseal_fails(f, "nope", (int64_t)time(NULL), ALN_ERR_NOT_FOUND);
+}
+
+static void test_size_boundaries(void **state) {
+  struct fx *f = *state;
+  uint8_t *big = malloc(ALN_BINDING_MAX + 1);
+  assert_non_null(big);
+  for (size_t i = 0; i < ALN_BINDING_MAX + 1; i++)
+    big[i] = (uint8_t)(i * 7 + 3);
+  const uint8_t *b = (const uint8_t *)"b";
+
+  assert_int_equal(aln_escrow_put(f->esc, NULL, "s", big, 0, b, 1, 0, 0), ALN_ERR_USAGE);
+  assert_int_equal(aln_escrow_put(f->esc, NULL, "s", big, ALN_SECRET_MAX + 1, b, 1, 0, 0), ALN_ERR_TOO_LARGE);
+  assert_int_equal(aln_escrow_put(f->esc, NULL, "s", big, 1, b, 0, 0, 0), ALN_ERR_USAGE);
+  assert_int_equal(aln_escrow_put(f->esc, NULL, "s", big, 1, big, ALN_BINDING_MAX + 1, 0, 0), ALN_ERR_TOO_LARGE);
+  assert_int_equal(aln_escrow_put(f->esc, NULL, "s", big, 1, b, 1, -1, 0), ALN_ERR_USAGE);
+  assert_int_equal(aln_escrow_put(f->esc, NULL, "s", NULL, 1, b, 1, 0, 0), ALN_ERR_USAGE);
+  assert_int_equal(aln_escrow_put(NULL, NULL, "s", big, 1, b, 1, 0, 0), ALN_ERR_USAGE);
+  assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM credentials"), 0);
+
+  /* Both maxima are accepted and round-trip exactly. */
+  assert_int_equal(aln_escrow_put(f->esc, NULL, "s", big, ALN_SECRET_MAX, big, ALN_BINDING_MAX, 0, 0), ALN_OK);
+  struct aln_secret s = {0};
+  struct aln_cred_meta m;
+  assert_int_equal(aln_escrow_unseal(f->esc, &s, &m, "s", (int64_t)time(NULL)), ALN_OK);
+  assert_int_equal(s.len, ALN_SECRET_MAX);
+  assert_memory_equal(s.p, big, ALN_SECRET_MAX);
+  assert_int_equal(m.binding_len, ALN_BINDING_MAX);
+  assert_memory_equal(m.binding, big, ALN_BINDING_MAX);
+  aln_secret_free(&s);
+  aln_cred_meta_cleanup(&m);
+  free(big);
+}
+
+static void test_list(void **state) {
+  struct fx *f = *state;
+  assert_int_equal(put(f, "zeta", "s1", 0), ALN_OK);
+  assert_int_equal(put(f, "Alpha", "s2", 0), ALN_OK);
+  assert_int_equal(put(f, "mid", "s3", 0), ALN_OK);
+  assert_int_equal(put(f, "mid", "s3-new", 1), ALN_OK);
+  assert_int_equal(aln_escrow_put(f->esc, NULL, "exp", (const uint8_t *)k_canary, strlen(k_canary),
+                                  (const uint8_t *)"B2", 2, 12345, 0),
+                   ALN_OK);
+  assert_int_equal(aln_escrow_revoke(f->esc, NULL, "zeta"), ALN_OK);
+
+  struct aln_cred_meta *l = NULL;
+  size_t n = 0;
+  assert_int_equal(aln_escrow_list(f->esc, &l, &n), ALN_OK);
+  assert_int_equal(n, 4); /* one entry per name: the newest version */
+  /* Byte order: upper case sorts first. */
+  assert_string_equal(l[0].name, "Alpha");
+  assert_string_equal(l[1].name, "exp");
+  assert_string_equal(l[2].name, "mid");
+  assert_string_equal(l[3].name, "zeta");
+  assert_int_equal(l[0].version, 1);
+  assert_int_equal(l[2].version, 2);
+  assert_int_equal(l[0].revoked, 0);
+  assert_int_equal(l[3].revoked, 1);
+  assert_int_equal(l[1].expires_at, 12345);
+  assert_int_equal(l[0].expires_at, 0);
+  assert_int_equal(l[1].binding_len, 2);
+  assert_memory_equal(l[1].binding, "B2", 2);
+  for (size_t i = 0; i < n; i++) {
+    assert_true(l[i].created_at > 0);
+    assert_int_equal(aln_memmem_count(l[i].binding, l[i].binding_len, (const uint8_t *)k_canary, strlen(k_canary)), 0);
+  }
+  aln_escrow_list_free(l, n);
+
+  /* An empty store lists nothing. */
+  raw_exec(f, "DELETE FROM credentials");
+  assert_int_equal(aln_escrow_list(f->esc, &l, &n), ALN_OK);
+  assert_int_equal(n, 0);
+  aln_escrow_list_free(l, n);
+}
+
+static void test_exists_without_replace(void **state) {
+  struct fx *f = *state;
+  assert_int_equal(put(f, "a", "first", 0), ALN_OK);
+  assert_int_equal(put(f, "a", "second", 0), ALN_ERR_EXISTS);
+  assert_opens(f, "a", "first");
+  assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM credentials"), 1);
+  /* replace on a name that does not exist simply creates version 1 */
+  assert_int_equal(put(f, "b", "x", 1), ALN_OK);
+  assert_int_equal(raw_int(f, "SELECT version FROM credentials WHERE name = 'b'"), 1);
+}
+
+static void test_replace(void **state) {
+  struct fx *f = *state;
+  struct aln_cred_meta m;
+  assert_int_equal(put(f, "a", "old-secret", 0), ALN_OK);
+  assert_int_equal(aln_escrow_put(f->esc, &m, "a", (const uint8_t *)"new-secret", 10, (const uint8_t *)"nb", 2, 0, 1),
+                   ALN_OK);
+  assert_int_equal(m.version, 2);
+  aln_cred_meta_cleanup(&m);
+  assert_opens(f, "a", "new-secret");
+  assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM credentials WHERE name = 'a'"), 2);
+  assert_int_equal(raw_int(f, "SELECT live = 0 AND revoked = 0 AND ciphertext IS NULL AND wrapped_key IS NULL"
+                              " FROM credentials WHERE name = 'a' AND version = 1"),
+                   1);
+  assert_int_equal(raw_int(f, "SELECT live = 1 AND ciphertext IS NOT NULL AND wrapped_key IS NOT NULL"
+                              " FROM credentials WHERE name = 'a' AND version = 2"),
+                   1);
+  assert_int_equal(put(f, "a", "third", 1), ALN_OK);
+  assert_int_equal(raw_int(f, "SELECT MAX(version) FROM credentials WHERE name = 'a'"), 3);
+  assert_opens(f, "a", "third");
+}
+
+static void test_revoke(void **state) {
+  struct fx *f = *state;
+  struct aln_cred_meta m;
+  assert_int_equal(put(f, "a", "s-a", 0), ALN_OK);
+  assert_int_equal(put(f, "b", "s-b", 0), ALN_OK);
+  assert_int_equal(aln_escrow_revoke(f->esc, &m, "a"), ALN_OK);
+  assert_string_equal(m.name, "a");
+  assert_int_equal(m.revoked, 1);
+  assert_int_equal(m.version, 1);
+  aln_cred_meta_cleanup(&m);
+
+  assert_unseal_fails(f, "a", (int64_t)time(NULL), ALN_ERR_REVOKED);
+  assert_opens(f, "b", "s-b");
+  /* The tombstone keeps its metadata and loses its key material. */
+  assert_int_equal(raw_int(f, "SELECT revoked = 1 AND live = 0 AND ciphertext IS NULL AND wrapped_key IS NULL"
+                              " AND length(binding) > 0 FROM credentials WHERE name = 'a'"),
+                   1);
+  assert_int_equal(aln_escrow_revoke(f->esc, &m, "a"), ALN_ERR_NOT_FOUND);
+  assert_int_equal(aln_escrow_revoke(f->esc, NULL, "never"), ALN_ERR_NOT_FOUND);
+  assert_int_equal(aln_escrow_revoke(f->esc, NULL, "../a"), ALN_ERR_BAD_NAME);
+
+  /* A revoked name can be stored again, as a new version, without replace. */
+  assert_int_equal(put(f, "a", "s-a2", 0), ALN_OK);
+  assert_int_equal(raw_int(f, "SELECT version FROM credentials WHERE name = 'a' AND live = 1"), 2);
+  assert_opens(f, "a", "s-a2");
+  assert_int_equal(raw_int(f, "SELECT revoked FROM credentials WHERE name = 'a' AND version = 1"), 1);
+}
+
+/* A write that fails half way (here a trigger planted in the file aborts the sealing
+ * UPDATE, after the INSERT and the retirement of the old version) must roll back. */
+static void test_failed_write_changes_nothing(void **state) {
+  struct fx *f = *state;
+  struct aln_cred_meta m;
+  assert_int_equal(put(f, "a", "old", 0), ALN_OK);
+  raw_exec(f, "CREATE TRIGGER no_seal BEFORE UPDATE OF ciphertext ON credentials"
+              " WHEN NEW.ciphertext IS NOT NULL BEGIN SELECT RAISE(ABORT, 'injected'); END");
+  assert_int_equal(aln_escrow_put(f->esc, &m, "a", (const uint8_t *)"new", 3, (const uint8_t *)"b", 1, 0, 1),
+                   ALN_ERR_STORE);
+  assert_null(m.binding);
+  assert_int_equal(put(f, "b", "x", 0), ALN_ERR_STORE);
+  assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM credentials"), 1);
+  assert_int_equal(raw_int(f, "SELECT live = 1 AND ciphertext IS NOT NULL AND wrapped_key IS NOT NULL"
+                              " FROM credentials WHERE name = 'a'"),
+                   1);
+  assert_opens(f, "a", "old");
+
+  raw_exec(f, "DROP TRIGGER no_seal;"
+              "CREATE TRIGGER no_revoke BEFORE UPDATE OF revoked ON credentials"
+              " BEGIN SELECT RAISE(ABORT, 'injected'); END;"
+              "CREATE TRIGGER no_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'injected'); END");
+  assert_int_equal(aln_escrow_revoke(f->esc, &m, "a"), ALN_ERR_STORE);
+  assert_null(m.binding);
+  assert_opens(f, "a", "old");
+  struct aln_audit_event ev = {.time = 1, .actor = "x"};
+  assert_int_equal(aln_escrow_audit_append(f->esc, &ev), ALN_ERR_STORE);
+  assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM audit"), 0);
+
+  /* The store is usable afterwards and no version number was consumed. */
+  raw_exec(f, "DROP TRIGGER no_revoke; DROP TRIGGER no_audit");
+  assert_int_equal(put(f, "a", "new", 1), ALN_OK);
+  assert_int_equal(raw_int(f, "SELECT version FROM credentials WHERE name = 'a' AND live = 1"), 2);
+  assert_opens(f, "a", "new");
+  assert_int_equal(aln_escrow_audit_append(f->esc, &ev), ALN_OK);
+  assert_chain(f, ALN_OK, 1);
+}
+
+static void test_name_valid(void **state) {
+  (void)state;
+  char max[ALN_NAME_MAX + 2];
+  memset(max, 'n', sizeof(max));
+  max[ALN_NAME_MAX] = '\0';
+  assert_true(aln_escrow_name_valid(max));
+  max[ALN_NAME_MAX] = 'n';
+  max[ALN_NAME_MAX + 1] = '\0';
+  assert_false(aln_escrow_name_valid(max));
+
+  const char *good[] = {"a", "A", "0", "a-b_c.d", "x..y", "trailing-", "trailing."};
+  for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+    assert_true(aln_escrow_name_valid(good[i]));
+  const char *bad[] = {"",     ".",   "..",   ".hidden",     "-x",  "a/b",  "/", "a b",
+                       "a\tb", "a\n", "a\\b", "caf\xc3\xa9", "a:b", "a%2f", "*"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    assert_false(aln_escrow_name_valid(bad[i]));
+  assert_false(aln_escrow_name_valid(NULL));
+}
+
+static void assert_lists_equal(struct aln_cred_meta *a, size_t na, struct aln_cred_meta *b, size_t nb) {
+  assert_int_equal(na, nb);
+  for (size_t i = 0; i < na; i++) {
+    assert_string_equal(a[i].name, b[i].name);
+    assert_int_equal(a[i].version, b[i].version);
+    assert_int_equal(a[i].revoked, b[i].revoked);
+  }
+}
+
+static void test_bad_names_change_nothing(void **state) {
+  struct fx *f = *state;
+  char long_name[ALN_NAME_MAX + 2];
+  memset(long_name, 'x', ALN_NAME_MAX + 1);
+  long_name[ALN_NAME_MAX + 1] = '\0';
+  const char *bad[] = {"", long_name, "a/b", "..", "-rf", "has space", ".git", NULL};
+
+  assert_int_equal(put(f, "keep", "k", 0), ALN_OK);
+  struct aln_cred_meta *before = NULL, *after = NULL;
+  size_t nb = 0, na = 0;
+  assert_int_equal(aln_escrow_list(f->esc, &before, &nb), ALN_OK);
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    struct aln_secret s = {0};
+    assert_int_equal(aln_escrow_put(f->esc, NULL, bad[i], (const uint8_t *)"v", 1, (const uint8_t *)"b", 1, 0, 1),
+                     ALN_ERR_BAD_NAME);
+    assert_int_equal(aln_escrow_unseal(f->esc, &s, NULL, bad[i], 0), ALN_ERR_BAD_NAME);
+    assert_null(s.p);
+    assert_int_equal(aln_escrow_revoke(f->esc, NULL, bad[i]), ALN_ERR_BAD_NAME);
+  }
+  assert_int_equal(aln_escrow_list(f->esc, &after, &na), ALN_OK);
+  assert_lists_equal(before, nb, after, na);
+  assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM credentials"), 1);
+  aln_escrow_list_free(before, nb);
+  aln_escrow_list_free(after, na);
+
+  /* One byte shorter, the same name is the largest accepted. */
+  long_name[ALN_NAME_MAX] = '\0';
+  assert_int_equal(put(f, long_name, "v", 0), ALN_OK);
+  assert_opens(f, long_name, "v");
+}
+
+static void test_expiry(void **state) {
+  struct fx *f = *state;
+  const int64_t t = 1700000000;
+  assert_int_equal(aln_escrow_put(f->esc, NULL, "e", (const uint8_t *)"sec", 3, (const uint8_t *)"b", 1, t + 100, 0),
+                   ALN_OK);
+  assert_int_equal(put(f, "forever", "sec", 0), ALN_OK);
+  struct aln_secret s = {0};
+  assert_int_equal(aln_escrow_unseal(f->esc, &s, NULL, "e", t + 99), ALN_OK);
+  aln_secret_free(&s);
+  assert_unseal_fails(f, "e", t + 100, ALN_ERR_EXPIRED);
+  assert_unseal_fails(f, "e", t + 10000, ALN_ERR_EXPIRED);
+  assert_int_equal(aln_escrow_unseal(f->esc, &s, NULL, "forever", INT64_MAX), ALN_OK);
+  aln_secret_free(&s);
+
+  /* Extending the life by editing the file does not work: expiry is authenticated. */
+  raw_exec(f, "UPDATE credentials SET expires_at = 0 WHERE name = 'e'");
+  assert_unseal_fails(f, "e", t + 100, ALN_ERR_TAMPERED);
+  /* Nor does shortening it: any edit of the field breaks the seal. */
+  raw_exec(f, "UPDATE credentials SET expires_at = 1000 WHERE name = 'forever'");
+  assert_unseal_fails(f, "forever", 999, ALN_ERR_TAMPERED);
+  assert_unseal_fails(f, "forever", 1000, ALN_ERR_EXPIRED);
+}
+
+/* --- what reaches the disk --- */
+
+static void test_secret_never_in_file(void **state) {
+  struct fx *f = *state;
+  assert_int_equal(sizeof(k_canary) - 1, 40);
+  assert_int_equal(put(f, "canary", k_canary, 0), ALN_OK);
+  assert_int_equal(put(f, "canary2", k_canary, 0), ALN_OK);
+  assert_int_equal(put(f, "canary", k_canary, 1), ALN_OK);
+  assert_int_equal(aln_escrow_revoke(f->esc, NULL, "canary2"), ALN_OK);
+  assert_opens(f, "canary", k_canary);
+
+  /* The search sees the file as written: the clear-text binding is found. */
+  assert_true(count_in_files(f, (const uint8_t *)k_binding_marker, strlen(k_binding_marker)) >= 1);
+  assert_int_equal(count_in_files(f, (const uint8_t *)k_canary, 40), 0);
+  /* nor any 16-byte window of it */
+  for (size_t off = 0; off + 16 <= 40; off += 8)
+    assert_int_equal(count_in_files(f, (const uint8_t *)k_canary + off, 16), 0);
+
+  /* and still not after the WAL is folded into the database */
+  aln_escrow_free(f->esc);
+  f->esc = NULL;
+  assert_int_equal(count_in_files(f, (const uint8_t *)k_canary, 40), 0);
+  assert_true(count_in_files(f, (const uint8_t *)k_binding_marker, strlen(k_binding_marker)) >= 1);
+  reopen(f, &f->kek);
+}
+
+static void test_wiped_ciphertext_leaves_file(void **state) {
+  struct fx *f = *state;
+  uint8_t ct_revoked[128], ct_replaced[128], wk[128];
+  assert_int_equal(put(f, "r", k_canary, 0), ALN_OK);
+  assert_int_equal(put(f, "p", k_canary, 0), ALN_OK);
+  size_t ct_r_len = raw_blob(f, "SELECT ciphertext FROM credentials WHERE name = 'r'", ct_revoked, sizeof(ct_revoked));
+  size_t ct_p_len =
+      raw_blob(f, "SELECT ciphertext FROM credentials WHERE name = 'p'", ct_replaced, sizeof(ct_replaced));
+  size_t wk_len = raw_blob(f, "SELECT wrapped_key FROM credentials WHERE name = 'r'", wk, sizeof(wk));
+  assert_int_equal(ct_r_len, 12 + 40 + 16);
+  assert_int_equal(wk_len, 12 + 32 + 16);
+  assert_true(count_in_files(f, ct_revoked, ct_r_len) >= 1);
+  assert_true(count_in_files(f, ct_replaced, ct_p_len) >= 1);
+  assert_true(count_in_files(f, wk, wk_len) >= 1);
+
+  assert_int_equal(aln_escrow_revoke(f->esc, NULL, "r"), ALN_OK);
+  assert_int_equal(put(f, "p", "other", 1), ALN_OK);
+  assert_int_equal(count_in_files(f, ct_revoked, ct_r_len), 0);
+  assert_int_equal(count_in_files(f, ct_replaced, ct_p_len), 0);
+  assert_int_equal(count_in_files(f, wk, wk_len), 0);
+}
+
+static void test_file_modes(void **state) {
+  struct fx *f = *state;
+  struct stat sb;
+  char p[160];
+  assert_int_equal(put(f, "a", "x", 0), ALN_OK);
+  assert_int_equal(stat(f->db, &sb), 0);
+  assert_int_equal(sb.st_mode & 0777, 0600);
+  snprintf(p, sizeof(p), "%s-wal", f->db);
+  assert_int_equal(stat(p, &sb), 0);
+  assert_int_equal(sb.st_mode & 077, 0);
+
+  /* A file loosened behind our back is tightened on the next open. */
+  aln_escrow_free(f->esc);
+  f->esc = NULL;
+  assert_int_equal(chmod(f->db, 0644), 0);
+  reopen(f, &f->kek);
+  assert_int_equal(stat(f->db, &sb), 0);
+  assert_int_equal(sb.st_mode & 0777, 0600);
+
+  /* A symlinked database is refused, not followed. */
+  char link[160];
+  struct aln_escrow *e = NULL;
+  snprintf(link, sizeof(link), "%s/link.db", f->dir);
+  assert_int_equal(symlink(f->db, link), 0);
+  assert_int_not_equal(aln_escrow_open(&e, link, &f->kek), ALN_OK);
+  assert_null(e);
+  unlink(link);
+}
+
+static void test_open_refusals(void **state) {
+  struct fx *f = *state;
+  struct aln_escrow *e = NULL;
+  struct aln_secret short_kek = {0};
+  assert_int_equal(aln_secret_new(&short_kek, 31), ALN_OK);
+  assert_int_equal(aln_escrow_open(&e, f->db, &short_kek), ALN_ERR_USAGE);
+  assert_null(e);
+  aln_secret_free(&short_kek);
+  assert_int_equal(aln_escrow_open(&e, f->db, NULL), ALN_ERR_USAGE);
+  assert_int_equal(aln_escrow_open(&e, NULL, &f->kek), ALN_ERR_USAGE);
+
+  /* A schema newer than ours is refused rather than misread. */
+  aln_escrow_free(f->esc);
+  f->esc = NULL;
+  raw_exec(f, "PRAGMA user_version = 2");
+  assert_int_equal(aln_escrow_open(&e, f->db, &f->kek), ALN_ERR_STORE);
+  assert_null(e);
+  raw_exec(f, "PRAGMA user_version = 1");
+  reopen(f, &f->kek);
+
+  /* A file that is not a database is refused. */
+  char p[160];
+  snprintf(p, sizeof(p), "%s/junk.db", f->dir);
+  FILE *fp = fopen(p, "wb");
+  assert_non_null(fp);
+  for (int i = 0; i < 200; i++)
+    fputs("not a database ", fp);
+  fclose(fp);
+  assert_int_equal(aln_escrow_open(&e, p, &f->kek), ALN_ERR_STORE);
+  assert_null(e);
+  unlink(p);
+}
+
+/* --- tampering with sealed records --- */
+
+static void put_three(struct fx *f) {
+  assert_int_equal(put(f, "a", "secret-a", 0), ALN_OK);
+  assert_int_equal(put(f, "b", "secret-b", 0), ALN_OK);
+  assert_int_equal(put(f, "c", "secret-c", 0), ALN_OK);
+}
+
+static void assert_tampered_others_open(struct fx *f, const char *name) {
+  assert_unseal_fails(f, name, (int64_t)time(NULL), ALN_ERR_TAMPERED);
+  assert_opens(f, "c", "secret-c");
+}
+
+static void test_tamper_ciphertext(void **state) {
+  struct fx *f = *state;
+  put_three(f);
+  flip_byte(f, "a", "ciphertext", 12); /* first ciphertext byte */
+  assert_tampered_others_open(f, "a");
+  assert_opens(f, "b", "secret-b");
+  flip_byte(f, "b", "ciphertext", 0); /* nonce */
+  assert_tampered_others_open(f, "b");
+}
+
+static void test_tamper_tag(void **state) {
+  struct fx *f = *state;
+  put_three(f);
+  flip_byte(f, "a", "ciphertext", -1);
+  assert_tampered_others_open(f, "a");
+  flip_byte(f, "b", "wrapped_key", -16); /* first byte of the wrapped key's tag */
+  assert_tampered_others_open(f, "b");
+}
+
+static void test_tamper_wrapped_key(void **state) {
+  struct fx *f = *state;
+  put_three(f);
+  flip_byte(f, "a", "wrapped_key", 20);
+  assert_tampered_others_open(f, "a");
+  /* Wrong length, empty and missing blobs are all tampering, never a crash. */
+  raw_exec(f, "UPDATE credentials SET wrapped_key = substr(wrapped_key, 1, 59) WHERE name = 'b'");
+  assert_tampered_others_open(f, "b");
+  raw_exec(f, "UPDATE credentials SET wrapped_key = NULL WHERE name = 'b'");
+  assert_tampered_others_open(f, "b");
+}
+
+static void test_tamper_truncated_ciphertext(void **state) {
+  struct fx *f = *state;
+  put_three(f);
+  raw_exec(f, "UPDATE credentials SET ciphertext = substr(ciphertext, 1, 28) WHERE name = 'a'");
+  assert_tampered_others_open(f, "a");
+  raw_exec(f, "UPDATE credentials SET ciphertext = NULL WHERE name = 'b'");
+  assert_tampered_others_open(f, "b");
+  raw_exec(f, "UPDATE credentials SET ciphertext = zeroblob(20000) WHERE name = 'a'");
+  assert_tampered_others_open(f, "a");
+}
+
+static void test_tamper_binding(void **state) {
+  struct fx *f = *state;
+  put_three(f);
+  flip_byte(f, "a", "binding", 3);
+  assert_tampered_others_open(f, "a");
+  raw_exec(f, "UPDATE credentials SET binding = X'00' WHERE name = 'b'");
+  assert_tampered_others_open(f, "b");
+}
+
+static void test_tamper_swap_rows(void **state) {
+  struct fx *f = *state;
+  put_three(f);
+  /* a gets a copy of b's blobs: they are b's, not a's. */
+  raw_exec(f, "UPDATE credentials SET"
+              " ciphertext = (SELECT ciphertext FROM credentials WHERE name = 'b'),"
+              " wrapped_key = (SELECT wrapped_key FROM credentials WHERE name = 'b') WHERE name = 'a'");
+  /* b still has its own blobs, a now holds b's: a must fail, b still opens. */
+  assert_tampered_others_open(f, "a");
+  assert_opens(f, "b", "secret-b");
+
+  /* A full swap between two rows fails for both. */
+  uint8_t ct_b[128], wk_b[128], ct_c[128], wk_c[128];
+  size_t ct_b_len = raw_blob(f, "SELECT ciphertext FROM credentials WHERE name = 'b'", ct_b, sizeof(ct_b));
+  size_t wk_b_len = raw_blob(f, "SELECT wrapped_key FROM credentials WHERE name = 'b'", wk_b, sizeof(wk_b));
+  size_t ct_c_len = raw_blob(f, "SELECT ciphertext FROM credentials WHERE name = 'c'", ct_c, sizeof(ct_c));
+  size_t wk_c_len = raw_blob(f, "SELECT wrapped_key FROM credentials WHERE name = 'c'", wk_c, sizeof(wk_c));
+  raw_set_blob(f, "UPDATE credentials SET ciphertext = ?1 WHERE name = 'b'", ct_c, ct_c_len);
+  raw_set_blob(f, "UPDATE credentials SET wrapped_key = ?1 WHERE name = 'b'", wk_c, wk_c_len);
+  raw_set_blob(f, "UPDATE credentials SET ciphertext = ?1 WHERE name = 'c'", ct_b, ct_b_len);
+  raw_set_blob(f, "UPDATE credentials SET wrapped_key = ?1 WHERE name = 'c'", wk_b, wk_b_len);
+  assert_int_equal(put(f, "d", "secret-d", 0), ALN_OK);
+  assert_unseal_fails(f, "b", (int64_t)time(NULL), ALN_ERR_TAMPERED);
+  assert_unseal_fails(f, "c", (int64_t)time(NULL), ALN_ERR_TAMPERED);
+  assert_opens(f, "d", "secret-d");
+}
+
+static void test_tamper_id_version_name(void **state) {
+  struct fx *f = *state;
+  put_three(f);
+  raw_exec(f, "UPDATE credentials SET id = id + 100 WHERE name = 'a'");
+  assert_tampered_others_open(f, "a");
+  raw_exec(f, "UPDATE credentials SET version = version + 1 WHERE name = 'b'");
+  assert_tampered_others_open(f, "b");
+  /* Renaming a record does not let it open under another name. */
+  assert_int_equal(put(f, "d", "secret-d", 0), ALN_OK);
+  raw_exec(f, "UPDATE credentials SET name = 'e' WHERE name = 'd'");
+  assert_tampered_others_open(f, "e");
+  /* Restoring the original values restores the record: nothing else was at fault. */
+  raw_exec(f, "UPDATE credentials SET id = id - 100 WHERE name = 'a'");
+  raw_exec(f, "UPDATE credentials SET version = version - 1 WHERE name = 'b'");
+  assert_opens(f, "a", "secret-a");
+  assert_opens(f, "b", "secret-b");
+}
+
+static void test_tamper_un_revoke(void **state) {
+  struct fx *f = *state;
+  put_three(f);
+  assert_int_equal(aln_escrow_revoke(f->esc, NULL, "a"), ALN_OK);
+  /* Flipping the flags back cannot resurrect it: the key material is gone. */
+  raw_exec(f, "UPDATE credentials SET revoked = 0, live = 1 WHERE name = 'a'");
+  assert_tampered_others_open(f, "a");
+  /* A live row still flagged revoked is refused as revoked. */
+  raw_exec(f, "UPDATE credentials SET revoked = 1 WHERE name = 'b'");
+  assert_unseal_fails(f, "b", (int64_t)time(NULL), ALN_ERR_REVOKED);
+}
+
+static void test_wrong_kek(void **state) {
+  struct fx *f = *state;
+  put_three(f);
+  struct aln_secret other = {0};
+  assert_int_equal(aln_secret_from(&other, f->kek.p, f->kek.len), ALN_OK);
+  other.p[31] ^= 0x80;
+  reopen(f, &other);
+  assert_unseal_fails(f, "a", (int64_t)time(NULL), ALN_ERR_TAMPERED);
+  assert_unseal_fails(f, "c", (int64_t)time(NULL), ALN_ERR_TAMPERED);
+  aln_secret_free(&other);
+  reopen(f, &f->kek);
+  assert_opens(f, "a", "secret-a");
+}
+
+/* --- audit chain --- */
+
+static void append(struct fx *f, const char *actor, long http) {
+  struct aln_audit_event ev = {.time = 1700000000,
+                               .actor = actor,
+                               .host_key = "ab12",
+                               .action = "use",
+                               .credential = "github.token",
+                               .method = "GET",
+                               .destination = "https://api.github.com/user",
+                               .decision = "allow",
+                               .result = ALN_OK,
+                               .http_status = http};
+  assert_int_equal(aln_escrow_audit_append(f->esc, &ev), ALN_OK);
+}
+
+static void test_audit_chain(void **state) {
+  struct fx *f = *state;
+  assert_chain(f, ALN_OK, 0);
+  append(f, "sess-1", 200);
+  append(f, "sess-2", 404);
+  struct aln_audit_event nulls = {.time = -5, .result = ALN_ERR_DENIED, .http_status = 0};
+  assert_int_equal(aln_escrow_audit_append(f->esc, &nulls), ALN_OK);
+  append(f, "sess-4", 200);
+  assert_chain(f, ALN_OK, 4);
+  assert_int_equal(raw_int(f, "SELECT result FROM audit WHERE seq = 3"), ALN_ERR_DENIED);
+
+  /* Each edit is detected, and undoing it restores the chain. */
+  static const char *const edits[][2] = {
+      {"UPDATE audit SET actor = 'mallory' WHERE seq = 2", "UPDATE audit SET actor = 'sess-2' WHERE seq = 2"},
+      {"UPDATE audit SET time = time + 1 WHERE seq = 1", "UPDATE audit SET time = time - 1 WHERE seq = 1"},
+      {"UPDATE audit SET http_status = 200 WHERE seq = 2", "UPDATE audit SET http_status = 404 WHERE seq = 2"},
+      {"UPDATE audit SET result = 0 WHERE seq = 3", "UPDATE audit SET result = 769 WHERE seq = 3"},
+      {"UPDATE audit SET actor = '' WHERE seq = 1", "UPDATE audit SET actor = 'sess-1' WHERE seq = 1"},
+      {"UPDATE audit SET decision = 'deny' WHERE seq = 4", "UPDATE audit SET decision = 'allow' WHERE seq = 4"},
+      {"UPDATE audit SET destination = 'https://evil.example/' WHERE seq = 1",
+       "UPDATE audit SET destination = 'https://api.github.com/user' WHERE seq = 1"},
+      {"UPDATE audit SET hash = zeroblob(32) WHERE seq = 4", NULL},
+  };
+  assert_int_equal(ALN_ERR_DENIED, 769); /* the literal in the undo above */
+  for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
+    raw_exec(f, edits[i][0]);
+    assert_chain(f, ALN_ERR_TAMPERED, 0);
+    if (edits[i][1] != NULL) {
+      raw_exec(f, edits[i][1]);
+      assert_chain(f, ALN_OK, 4);
+    }
+  }
+}
+
+static void test_audit_delete_and_reorder(void **state) {
+  struct fx *f = *state;
+  for (int i = 0; i < 4; i++)
+    append(f, "s", 200 + i);
+  assert_chain(f, ALN_OK, 4);
+  raw_exec(f, "CREATE TABLE saved AS SELECT * FROM audit");
+
+  raw_exec(f, "DELETE FROM audit WHERE seq = 2");
+  assert_chain(f, ALN_ERR_TAMPERED, 0);
+  raw_exec(f, "DELETE FROM audit; INSERT INTO audit SELECT * FROM saved");
+  assert_chain(f, ALN_OK, 4);
+
+  raw_exec(f, "DELETE FROM audit WHERE seq = 1");
+  assert_chain(f, ALN_ERR_TAMPERED, 0);
+  raw_exec(f, "DELETE FROM audit; INSERT INTO audit SELECT * FROM saved");
+
+  /* Renumbering to hide a gap: the hashes cover seq and the chain link. */
+  raw_exec(f, "DELETE FROM audit WHERE seq = 2; UPDATE audit SET seq = seq - 1 WHERE seq > 2");
+  assert_chain(f, ALN_ERR_TAMPERED, 0);
+  raw_exec(f, "DELETE FROM audit; INSERT INTO audit SELECT * FROM saved");
+
+  /* Swapping two rows' order */
+  raw_exec(f, "UPDATE audit SET seq = 100 WHERE seq = 2; UPDATE audit SET seq = 2 WHERE seq = 3;"
+              "UPDATE audit SET seq = 3 WHERE seq = 100");
+  assert_chain(f, ALN_ERR_TAMPERED, 0);
+  raw_exec(f, "DELETE FROM audit; INSERT INTO audit SELECT * FROM saved");
+  assert_chain(f, ALN_OK, 4);
+
+  /* Appending continues the chain after a verified prefix. */
+  append(f, "s", 500);
+  assert_chain(f, ALN_OK, 5);
+}
+
+/* The canonical encoding is a contract with offline verifiers: recompute row 1 here. */
+static void test_audit_encoding(void **state) {
+  struct fx *f = *state;
+  append(f, "sess-1", 201);
+  struct aln_cbb cbb;
+  uint8_t *enc = NULL, zero[32] = {0}, want[32], got[32], prev[32];
+  size_t enc_len = 0;
+  unsigned int md_len = 0;
+  const char *strs[] = {"sess-1", "ab12", "use", "github.token", "GET", "https://api.github.com/user", "allow"};
+  assert_int_equal(aln_cbb_init(&cbb, 64, 4096), ALN_OK);
+  assert_int_equal(aln_cbb_add_u64(&cbb, 1), ALN_OK);
+  assert_int_equal(aln_cbb_add_u64(&cbb, 1700000000), ALN_OK);
+  for (size_t i = 0; i < 7; i++)
+    assert_int_equal(aln_cbb_add_u32_prefixed(&cbb, (const uint8_t *)strs[i], strlen(strs[i])), ALN_OK);
+  assert_int_equal(aln_cbb_add_u32(&cbb, 0), ALN_OK);
+  assert_int_equal(aln_cbb_add_u64(&cbb, 201), ALN_OK);
+  assert_int_equal(aln_cbb_finish(&cbb, &enc, &enc_len), ALN_OK);
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  assert_non_null(md);
+  assert_int_equal(EVP_DigestInit_ex(md, EVP_sha256(), NULL), 1);
+  assert_int_equal(EVP_DigestUpdate(md, zero, 32), 1);
+  assert_int_equal(EVP_DigestUpdate(md, enc, enc_len), 1);
+  assert_int_equal(EVP_DigestFinal_ex(md, want, &md_len), 1);
+  EVP_MD_CTX_free(md);
+  aln_cbb_buf_free(enc, enc_len);
+
+  assert_int_equal(raw_blob(f, "SELECT hash FROM audit WHERE seq = 1", got, sizeof(got)), 32);
+  assert_memory_equal(got, want, 32);
+  assert_int_equal(raw_blob(f, "SELECT prev_hash FROM audit WHERE seq = 1", prev, sizeof(prev)), 32);
+  assert_memory_equal(prev, zero, 32);
+  append(f, "sess-2", 200);
+  assert_int_equal(raw_blob(f, "SELECT prev_hash FROM audit WHERE seq = 2", prev, sizeof(prev)), 32);
+  assert_memory_equal(prev, want, 32);
+}
+
+static void test_audit_bounds(void **state) {
+  struct fx *f = *state;
+  char *huge = malloc(5000);
+  assert_non_null(huge);
+  memset(huge, 'A', 4999);
+  huge[4999] = '\0';
+  struct aln_audit_event ev = {.time = 1, .actor = huge, .destination = huge, .result = ALN_OK};
+  assert_int_equal(aln_escrow_audit_append(f->esc, &ev), ALN_OK);
+  free(huge);
+  assert_int_equal(raw_int(f, "SELECT length(actor) FROM audit WHERE seq = 1"), 256);
+  assert_int_equal(raw_int(f, "SELECT length(destination) FROM audit WHERE seq = 1"), 2048);
+  assert_chain(f, ALN_OK, 1);
+  /* A field grown past its bound in the file is tampering, not a bigger buffer. */
+  raw_exec(f, "UPDATE audit SET actor = actor || 'A' WHERE seq = 1");
+  assert_chain(f, ALN_ERR_TAMPERED, 0);
+  assert_int_equal(aln_escrow_audit_append(f->esc, NULL), ALN_ERR_USAGE);
+  assert_int_equal(aln_escrow_audit_verify_chain(f->esc, NULL), ALN_ERR_USAGE);
+}
+
+/* --- hosts --- */
+
+static void test_hosts(void **state) {
+  struct fx *f = *state;
+  uint8_t h1[32], h2[32];
+  int on = -1;
+  memset(h1, 0x11, 32);
+  memcpy(h2, h1, 32);
+  h2[31] = 0x12; /* differs in the last byte only */
+
+  assert_int_equal(aln_escrow_host_is_enrolled(f->esc, &on, h1), ALN_OK);
+  assert_int_equal(on, 0);
+  assert_int_equal(aln_escrow_host_enroll(f->esc, h1, "laptop"), ALN_OK);
+  assert_int_equal(aln_escrow_host_is_enrolled(f->esc, &on, h1), ALN_OK);
+  assert_int_equal(on, 1);
+  assert_int_equal(aln_escrow_host_is_enrolled(f->esc, &on, h2), ALN_OK);
+  assert_int_equal(on, 0);
+  /* Enrolling again updates the label rather than failing. */
+  assert_int_equal(aln_escrow_host_enroll(f->esc, h1, "renamed"), ALN_OK);
+  assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM hosts WHERE label = 'renamed'"), 1);
+  assert_int_equal(aln_escrow_host_enroll(f->esc, h2, NULL), ALN_OK);
+  assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM hosts"), 2);
+
+  assert_int_equal(aln_escrow_host_remove(f->esc, h1), ALN_OK);
+  assert_int_equal(aln_escrow_host_is_enrolled(f->esc, &on, h1), ALN_OK);
+  assert_int_equal(on, 0);
+  assert_int_equal(aln_escrow_host_is_enrolled(f->esc, &on, h2), ALN_OK);
+  assert_int_equal(on, 1);
+  assert_int_equal(aln_escrow_host_remove(f->esc, h1), ALN_ERR_NOT_FOUND);
+  assert_int_equal(aln_escrow_host_enroll(f->esc, NULL, "x"), ALN_ERR_USAGE);
+
+  /* Enrolment persists. */
+  reopen(f, &f->kek);
+  assert_int_equal(aln_escrow_host_is_enrolled(f->esc, &on, h2), ALN_OK);
+  assert_int_equal(on, 1);
+}
+
+/* --- concurrency: the enclave serves connections from several threads --- */
+
+struct worker {
+  struct aln_escrow *esc;
+  int id;
+  int failures;
+};
+
+static void *worker_run(void *arg) {
+  struct worker *w = arg;
+  for (int i = 0; i < 20; i++) {
+    char name[32], secret[32];
+    snprintf(name, sizeof(name), "w%d-%d", w->id, i);
+    snprintf(secret, sizeof(secret), "secret-%d-%d", w->id, i);
+    struct aln_secret s = {0};
+    struct aln_audit_event ev = {.time = i, .actor = name, .result = ALN_OK};
+    if (aln_escrow_put(w->esc, NULL, name, (const uint8_t *)secret, strlen(secret), (const uint8_t *)"b", 1, 0, 0) !=
+            ALN_OK ||
+        aln_escrow_unseal(w->esc, &s, NULL, name, 0) != ALN_OK || s.len != strlen(secret) ||
+        memcmp(s.p, secret, s.len) != 0 || aln_escrow_audit_append(w->esc, &ev) != ALN_OK)
+      w->failures++;
+    aln_secret_free(&s);
+  }
+  return NULL;
+}
+
+static void test_threads(void **state) {
+  struct fx *f = *state;
+  pthread_t t[4];
+  struct worker w[4];
+  for (int i = 0; i < 4; i++) {
+    w[i] = (struct worker){.esc = f->esc, .id = i};
+    assert_int_equal(pthread_create(&t[i], NULL, worker_run, &w[i]), 0);
+  }
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal(pthread_join(t[i], NULL), 0);
+    assert_int_equal(w[i].failures, 0);
+  }
+  assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM credentials WHERE live = 1"), 80);
+  assert_chain(f, ALN_OK, 80);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      T(test_round_trip),
+      T(test_size_boundaries),
+      T(test_list),
+      T(test_exists_without_replace),
+      T(test_replace),
+      T(test_revoke),
+      T(test_failed_write_changes_nothing),
+      cmocka_unit_test(test_name_valid),
+      T(test_bad_names_change_nothing),
+      T(test_expiry),
+      T(test_secret_never_in_file),
+      T(test_wiped_ciphertext_leaves_file),
+      T(test_file_modes),
+      T(test_open_refusals),
+      T(test_tamper_ciphertext),
+      T(test_tamper_tag),
+      T(test_tamper_wrapped_key),
+      T(test_tamper_truncated_ciphertext),
+      T(test_tamper_binding),
+      T(test_tamper_swap_rows),
+      T(test_tamper_id_version_name),
+      T(test_tamper_un_revoke),
+      T(test_wrong_kek),
+      T(test_audit_chain),
+      T(test_audit_delete_and_reorder),
+      T(test_audit_encoding),
+      T(test_audit_bounds),
+      T(test_hosts),
+      T(test_threads),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
