@@ -62,9 +62,13 @@ static void json_wipe_free(void *ptr) {
 
 static pthread_once_t json_once = PTHREAD_ONCE_INIT;
 
-static void json_install(void) { json_set_alloc_funcs(json_wipe_malloc, json_wipe_free); }
+static void json_install(void) {
+  json_set_alloc_funcs(json_wipe_malloc, json_wipe_free);
+}
 
-void aln_api_json_init(void) { (void)pthread_once(&json_once, json_install); }
+void aln_api_json_init(void) {
+  (void)pthread_once(&json_once, json_install);
+}
 
 /* ---- small validators ----------------------------------------------------- */
 
@@ -122,9 +126,9 @@ static int header_value_valid(const char *s, size_t len) {
 /* Headers an agent may not set: the credential is the enclave's to inject, and
  * host or framing headers would let a caller reshape the upstream request. */
 static int header_refused(const char *name) {
-  static const char *const refused[] = {"authorization", "proxy-authorization", "host",    "content-length",
-                                        "transfer-encoding", "connection",       "upgrade", "te",
-                                        "trailer",           "keep-alive",       "expect",  NULL};
+  static const char *const refused[] = {"authorization",     "proxy-authorization", "host",    "content-length",
+                                        "transfer-encoding", "connection",          "upgrade", "te",
+                                        "trailer",           "keep-alive",          "expect",  NULL};
   for (const char *const *r = refused; *r != NULL; r++)
     if (strcasecmp(name, *r) == 0)
       return 1;
@@ -295,9 +299,9 @@ struct aln_api_rpc {
   struct aln_secret secret; /* put: the credential */
   uint8_t *body;            /* use: decoded body_b64 */
   size_t body_len;
-  char *name;  /* copies for fields not taken from |json| */
+  char *name; /* copies for fields not taken from |json| */
   char *actor;
-  json_t *json;   /* owns the strings the protobuf fields point into */
+  json_t *json; /* owns the strings the protobuf fields point into */
   json_t *secret_json;
 };
 
@@ -311,7 +315,9 @@ static aln_status rpc_new(struct aln_api_rpc **out) {
   return ALN_OK;
 }
 
-Aileron__V1__Request *aln_api_rpc_request(struct aln_api_rpc *rpc) { return rpc == NULL ? NULL : &rpc->req; }
+Aileron__V1__Request *aln_api_rpc_request(struct aln_api_rpc *rpc) {
+  return rpc == NULL ? NULL : &rpc->req;
+}
 
 void aln_api_rpc_free(struct aln_api_rpc *rpc) {
   if (rpc == NULL)
@@ -365,8 +371,8 @@ static aln_status rpc_revoke(struct aln_api_rpc **out, const char *name) {
   return ALN_OK;
 }
 
-static const char *const put_keys[] = {"name", "secret_b64", "injection", "allow", "ca_pem", "expires_at", "replace",
-                                       NULL};
+static const char *const put_keys[] = {"name",   "secret_b64", "injection", "allow",
+                                       "ca_pem", "expires_at", "replace",   NULL};
 static const char *const injection_keys[] = {"kind", "header", NULL};
 
 /* parse_injection fills the injection of |b| from {"kind":"bearer"} or
@@ -669,9 +675,8 @@ static json_t *info_json(const Aileron__V1__CredentialInfo *ci) {
     }
   }
   return json_pack("{s:s,s:I,s:o,s:o,s:b,s:I,s:I,s:b}", "name", ci->name, "version", (json_int_t)ci->version,
-                   "injection", injection_json(ci->binding), "allow", allow, "has_ca", (int)ci->has_ca,
-                   "created_at", (json_int_t)ci->created_at, "expires_at", (json_int_t)ci->expires_at, "revoked",
-                   (int)ci->revoked);
+                   "injection", injection_json(ci->binding), "allow", allow, "has_ca", (int)ci->has_ca, "created_at",
+                   (json_int_t)ci->created_at, "expires_at", (json_int_t)ci->expires_at, "revoked", (int)ci->revoked);
 }
 
 /* use_json renders an upstream answer. Header lines that are not UTF-8 are dropped
@@ -845,8 +850,7 @@ static enum MHD_Result answer(struct aln_api *api, struct MHD_Connection *conn, 
   }
   if (api->cfg.log_requests) {
     static const char *const mnames[] = {"?", "GET", "POST", "DELETE"};
-    fprintf(stderr, "aileron: %s %s -> %u %s\n", mnames[r->method], routes[r->route].label, http,
-            aln_status_name(st));
+    fprintf(stderr, "aileron: %s %s -> %u %s\n", mnames[r->method], routes[r->route].label, http, aln_status_name(st));
   }
   return answer_json(conn, http, doc, allow);
 }
@@ -1088,10 +1092,10 @@ static aln_status api_serve(struct aln_api *api, int fd) {
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_AUTO;
   if (api->cfg.log_requests)
     flags |= MHD_USE_ERROR_LOG;
-  struct MHD_Daemon *d = MHD_start_daemon(
-      flags, 0, NULL, NULL, api_handle, api, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, api_completed,
-      api, MHD_OPTION_UNESCAPE_CALLBACK, api_no_unescape, api, MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_CONN_LIMIT,
-      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)API_CONN_TIMEOUT_S, MHD_OPTION_END);
+  struct MHD_Daemon *d = MHD_start_daemon(flags, 0, NULL, NULL, api_handle, api, MHD_OPTION_LISTEN_SOCKET, fd,
+                                          MHD_OPTION_NOTIFY_COMPLETED, api_completed, api, MHD_OPTION_UNESCAPE_CALLBACK,
+                                          api_no_unescape, api, MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_CONN_LIMIT,
+                                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)API_CONN_TIMEOUT_S, MHD_OPTION_END);
   if (d == NULL) {
     close(fd);
     return ALN_ERR_IO;

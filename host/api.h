@@ -24,8 +24,8 @@
 #define ALN_API_BODY_MAX ((size_t)1 << 20) /* request bodies, checked before buffering */
 #define ALN_API_NAME_MAX 64
 #define ALN_API_URL_MAX 8192
-#define ALN_API_ALLOW_MAX 32         /* allowed URL prefixes per credential */
-#define ALN_API_HEADERS_MAX 64       /* extra headers per request */
+#define ALN_API_ALLOW_MAX 32   /* allowed URL prefixes per credential */
+#define ALN_API_HEADERS_MAX 64 /* extra headers per request */
 #define ALN_API_HEADER_NAME_MAX 256
 #define ALN_API_HEADER_VALUE_MAX 8192
 #define ALN_API_CA_PEM_MAX (64 * 1024)

@@ -25,27 +25,26 @@
 #define CLI_TOKEN_FILE_MAX 256
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: aileron [--state-dir DIR] [--socket PATH] COMMAND ...\n"
-          "\n"
-          "operator commands (use STATE/operator.token):\n"
-          "  credential add NAME (--bearer | --header HNAME) --allow PREFIX [--allow PREFIX ...]\n"
-          "                 [--ca FILE] [--secret-file FILE] [--expires-at UNIX] [--replace]\n"
-          "      the secret is read from --secret-file or stdin (one trailing newline is removed);\n"
-          "      it is never accepted on the command line\n"
-          "  credential list\n"
-          "  credential revoke NAME\n"
-          "  session new [--ttl SECONDS]          prints the session token alone on line 1\n"
-          "\n"
-          "agent command (session token from --session-token-file or AILERON_SESSION_TOKEN):\n"
-          "  request NAME --url URL [--method M] [--header 'N: V' ...] [--data STR]\n"
-          "               [--session-token-file FILE]\n"
-          "\n"
-          "daemon:\n"
-          "  daemon --enclave HOST:PORT [--state-dir DIR] [--socket PATH] [--listen 127.0.0.1:PORT] [--dev]\n"
-          "  host-key [--state-dir DIR]            prints host.crt path and its SPKI SHA-256\n"
-          "\n"
-          "STATE is --state-dir, else $AILERON_HOME, else ~/.aileron; the socket is STATE/aileron.sock.\n");
+  fprintf(f, "usage: aileron [--state-dir DIR] [--socket PATH] COMMAND ...\n"
+             "\n"
+             "operator commands (use STATE/operator.token):\n"
+             "  credential add NAME (--bearer | --header HNAME) --allow PREFIX [--allow PREFIX ...]\n"
+             "                 [--ca FILE] [--secret-file FILE] [--expires-at UNIX] [--replace]\n"
+             "      the secret is read from --secret-file or stdin (one trailing newline is removed);\n"
+             "      it is never accepted on the command line\n"
+             "  credential list\n"
+             "  credential revoke NAME\n"
+             "  session new [--ttl SECONDS]          prints the session token alone on line 1\n"
+             "\n"
+             "agent command (session token from --session-token-file or AILERON_SESSION_TOKEN):\n"
+             "  request NAME --url URL [--method M] [--header 'N: V' ...] [--data STR]\n"
+             "               [--session-token-file FILE]\n"
+             "\n"
+             "daemon:\n"
+             "  daemon --enclave HOST:PORT [--state-dir DIR] [--socket PATH] [--listen 127.0.0.1:PORT] [--dev]\n"
+             "  host-key [--state-dir DIR]            prints host.crt path and its SPKI SHA-256\n"
+             "\n"
+             "STATE is --state-dir, else $AILERON_HOME, else ~/.aileron; the socket is STATE/aileron.sock.\n");
 }
 
 static int usage_error(const char *msg) {
@@ -63,18 +62,18 @@ static int fail(const char *what, aln_status st) {
 static int bad_option(char **argv, int idx) {
   const char *arg = idx > 0 ? argv[idx - 1] : "";
   size_t n = strcspn(arg, "=");
-  fprintf(stderr, "aileron: invalid or incomplete option '%.*s' (see aileron --help)\n", (int)(n > 64 ? 64 : n),
-          arg);
+  fprintf(stderr, "aileron: invalid or incomplete option '%.*s' (see aileron --help)\n", (int)(n > 64 ? 64 : n), arg);
   return 2;
 }
 
 aln_status aln_cli_read_secret(struct aln_secret *out, int fd, size_t max, int one_line) {
   aln_status st = ALN_ERR_INTERNAL;
   struct aln_secret buf = {0};
-  ALN_ENSURE(out != NULL && max > 0 && max < SIZE_MAX, ALN_ERR_USAGE);
+  ALN_ENSURE(out != NULL && max > 0 && max < SIZE_MAX - 2, ALN_ERR_USAGE);
   memset(out, 0, sizeof(*out));
-  /* One byte of headroom tells "exactly max" from "more than max". */
-  ALN_GUARD(aln_secret_new(&buf, max + 1));
+  /* Room for the secret, its newline and one byte more: a full buffer means the
+   * input is too long, whatever follows. */
+  ALN_GUARD(aln_secret_new(&buf, max + 2));
   size_t len = 0;
   for (;;) {
     size_t want = one_line ? 1 : buf.len - len;
@@ -85,12 +84,13 @@ aln_status aln_cli_read_secret(struct aln_secret *out, int fd, size_t max, int o
     if (n == 0)
       break;
     len += (size_t)n;
-    ALN_ENSURE_GOTO(st, len <= max, ALN_ERR_TOO_LARGE, out);
+    ALN_ENSURE_GOTO(st, len < buf.len, ALN_ERR_TOO_LARGE, out);
     if (one_line && buf.p[len - 1] == '\n')
       break;
   }
   if (len > 0 && buf.p[len - 1] == '\n')
     len--;
+  ALN_ENSURE_GOTO(st, len <= max, ALN_ERR_TOO_LARGE, out);
   ALN_ENSURE_GOTO(st, len > 0, ALN_ERR_USAGE, out);
   st = aln_secret_from(out, buf.p, len);
 out:
@@ -104,11 +104,11 @@ static aln_status read_file(char **out, size_t *out_len, const char *path, size_
   ALN_ENSURE(f != NULL, errno == ENOENT ? ALN_ERR_NOT_FOUND : ALN_ERR_IO);
   char *buf = malloc(max + 1);
   size_t len = buf == NULL ? 0 : fread(buf, 1, max + 1, f);
-  int err = buf == NULL ? ALN_ERR_NOMEM : ferror(f) ? ALN_ERR_IO : len > max ? ALN_ERR_TOO_LARGE : ALN_OK;
+  aln_status st = buf == NULL ? ALN_ERR_NOMEM : ferror(f) ? ALN_ERR_IO : len > max ? ALN_ERR_TOO_LARGE : ALN_OK;
   fclose(f);
-  if (err != ALN_OK) {
+  if (st != ALN_OK) {
     free(buf);
-    return (aln_status)err;
+    return st;
   }
   *out = buf;
   *out_len = len;
@@ -231,8 +231,7 @@ static int call(const struct aln_daemon_paths *paths, const char *method, const 
       goto out;
     }
   }
-  if (cli_http(&http, &doc, paths->socket, method, path, token, body_doc != NULL ? body.buf : NULL, body.len) !=
-      ALN_OK)
+  if (cli_http(&http, &doc, paths->socket, method, path, token, body_doc != NULL ? body.buf : NULL, body.len) != ALN_OK)
     goto out;
   rc = report(http, doc, print);
   if (rc == 0 && out_doc != NULL) {
@@ -396,7 +395,8 @@ static int cmd_credential_add(const struct aln_daemon_paths *paths, int argc, ch
     fail("secret", ALN_ERR_CRYPTO);
     goto out;
   }
-  injection = bearer ? json_pack("{s:s}", "kind", "bearer") : json_pack("{s:s,s:s}", "kind", "header", "header", header);
+  injection =
+      bearer ? json_pack("{s:s}", "kind", "bearer") : json_pack("{s:s,s:s}", "kind", "header", "header", header);
   doc = json_pack("{s:s,s:s,s:O,s:O,s:b}", "name", argv[optind], "secret_b64", (const char *)b64.p, "injection",
                   injection, "allow", allow, "replace", replace);
   if (doc == NULL) {

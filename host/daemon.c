@@ -315,6 +315,17 @@ int aln_daemon_main(int argc, char **argv) {
     fail("cannot determine the state directory (set --state-dir or AILERON_HOME)", st);
     return 2;
   }
+  /* Before any thread exists: every thread inherits the mask, so SIGINT/SIGTERM
+   * reach only sigwait below. A client hanging up must not kill the daemon. */
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  signal(SIGPIPE, SIG_IGN);
+  if (pthread_sigmask(SIG_BLOCK, &sigs, NULL) != 0) {
+    fail("signal mask", ALN_ERR_INTERNAL);
+    return 1;
+  }
   if ((st = aln_private_dir_ensure(paths.state_dir)) != ALN_OK) {
     fail(paths.state_dir, st);
     goto out;
@@ -335,18 +346,6 @@ int aln_daemon_main(int argc, char **argv) {
       .address = o.enclave, .key_path = paths.host_key, .cert_path = paths.host_crt, .dev_mode = o.dev};
   if ((st = aln_enclave_client_new(&client, &ccfg)) != ALN_OK) {
     fail("enclave client", st);
-    goto out;
-  }
-
-  /* Before the first thread: every thread inherits the mask, so SIGINT/SIGTERM
-   * reach only sigwait below. A client hanging up must not kill the daemon. */
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  signal(SIGPIPE, SIG_IGN);
-  if (pthread_sigmask(SIG_BLOCK, &sigs, NULL) != 0) {
-    fail("signal mask", ALN_ERR_INTERNAL);
     goto out;
   }
 

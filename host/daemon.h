@@ -10,6 +10,7 @@
  *   host.crt        self-signed certificate for host.key, CN "aileron-host", 10 years
  *   host.spki       hex SHA-256 of the certificate's SubjectPublicKeyInfo, newline;
  *                   the enclave enrolls hosts by this value
+ *   host.lock       serialises first-start creation of the host identity
  *   aileron.sock    the API socket, 0600 (default; --socket) */
 #ifndef ALN_HOST_DAEMON_H
 #define ALN_HOST_DAEMON_H

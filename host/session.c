@@ -82,7 +82,8 @@ static aln_status b64url_decode4(uint8_t *out, const char *in, size_t in_len) {
 
 /* session_mac_b64 writes the base64url MAC (SESSION_MAC_B64_LEN chars) of the
  * signed part of a token. */
-static aln_status session_mac_b64(char out[SESSION_MAC_B64_LEN], const struct aln_secret *key, const char *signed_part) {
+static aln_status session_mac_b64(char out[SESSION_MAC_B64_LEN], const struct aln_secret *key,
+                                  const char *signed_part) {
   uint8_t mac[SESSION_MAC_LEN];
   unsigned int mac_len = 0;
   if (HMAC(EVP_sha256(), key->p, (int)key->len, (const uint8_t *)signed_part, SESSION_SIGNED_LEN, mac, &mac_len) ==

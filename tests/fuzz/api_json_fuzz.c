@@ -19,7 +19,9 @@ static void check_failure(aln_status st) {
     abort();
 }
 
-static int https(const char *s) { return s != NULL && strncasecmp(s, "https://", 8) == 0 && strlen(s) <= ALN_API_URL_MAX; }
+static int https(const char *s) {
+  return s != NULL && strncasecmp(s, "https://", 8) == 0 && strlen(s) <= ALN_API_URL_MAX;
+}
 
 /* round_trip packs |req| and unpacks it again: what the enclave would receive. */
 static Aileron__V1__Request *round_trip(const Aileron__V1__Request *req) {

@@ -209,6 +209,21 @@ class Stack:
             doc = None
         return r.status, doc, payload
 
+    def http_declared_length(self, method, path, length, token):
+        """Sends only the headers of a request declaring a |length|-byte body and
+        reads the answer: a server that checks the size first answers at once."""
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(20)
+        s.connect(self.socket)
+        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n"
+                  f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n".encode())
+        r = http.client.HTTPResponse(s)
+        r.begin()
+        body = r.read()
+        s.close()
+        self.responses.append(body)
+        return r.status, json.loads(body)
+
     def cli(self, *args, stdin=None, check=True):
         p = subprocess.run([HOST_BIN, "--state-dir", self.host_dir, "--socket", self.socket, *args],
                            input=stdin, capture_output=True)

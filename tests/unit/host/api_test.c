@@ -373,8 +373,9 @@ static void test_health_enclave_down(void **state) {
 
 static void test_unknown_route_404(void **state) {
   (void)state;
-  static const char *const paths[] = {"/", "/v1", "/v1/credential", "/v1/credentials/github/use",
-                                      "/v1/credentials/a/b/request", "/v2/health", "/v1/health/"};
+  static const char *const paths[] = {
+      "/",          "/v1",        "/v1/credential", "/v1/credentials/github/use", "/v1/credentials/a/b/request",
+      "/v2/health", "/v1/health/"};
   for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
     struct http_result r;
     http(&r, "GET", paths[i], bearer(OPERATOR_TOKEN), NULL);
@@ -884,7 +885,8 @@ static void test_use_binary_answer_is_base64(void **state) {
   char tok[ALN_SESSION_TOKEN_MAX];
   new_session(tok, NULL, &session_key, (int64_t)time(NULL), 600);
   struct http_result r;
-  http(&r, "POST", "/v1/credentials/github/request", bearer(tok), "{\"method\":\"GET\",\"url\":\"https://a.example/x\"}");
+  http(&r, "POST", "/v1/credentials/github/request", bearer(tok),
+       "{\"method\":\"GET\",\"url\":\"https://a.example/x\"}");
   assert_int_equal(r.status, 200);
   assert_null(json_object_get(r.json, "body"));
   char expect[32];
@@ -957,8 +959,11 @@ static void test_enclave_errors_mapped(void **state) {
   struct {
     aln_status st;
     long http;
-  } cases[] = {{ALN_ERR_DEST_NOT_ALLOWED, 403}, {ALN_ERR_REVOKED, 403}, {ALN_ERR_NOT_FOUND, 404},
-               {ALN_ERR_BAD_URL, 400},          {ALN_ERR_UPSTREAM, aln_status_http(ALN_ERR_UPSTREAM)}};
+  } cases[] = {{ALN_ERR_DEST_NOT_ALLOWED, 403},
+               {ALN_ERR_REVOKED, 403},
+               {ALN_ERR_NOT_FOUND, 404},
+               {ALN_ERR_BAD_URL, 400},
+               {ALN_ERR_UPSTREAM, aln_status_http(ALN_ERR_UPSTREAM)}};
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     canned_error(cases[i].st);
     struct http_result r;
@@ -1062,7 +1067,8 @@ static void test_parse_put_table(void **state) {
     const char *json;
     aln_status st;
   } cases[] = {
-      {"{\"name\":\"a\",\"secret_b64\":\"YQ==\",\"injection\":{\"kind\":\"bearer\"},\"allow\":[\"https://a.example/\"]}",
+      {"{\"name\":\"a\",\"secret_b64\":\"YQ==\",\"injection\":{\"kind\":\"bearer\"},\"allow\":[\"https://a.example/"
+       "\"]}",
        ALN_OK},
       {"{\"name\":\"a\",\"secret_b64\":\"YQ==\",\"injection\":{\"kind\":\"bearer\"}}", ALN_ERR_BAD_JSON},
       {"{\"name\":\"a\",\"injection\":{\"kind\":\"bearer\"},\"allow\":[\"https://a.example/\"]}", ALN_ERR_BAD_JSON},
@@ -1071,12 +1077,14 @@ static void test_parse_put_table(void **state) {
       {"{\"name\":\"a\",\"secret_b64\":\"YQ==\",\"allow\":[\"https://a.example/\"]}", ALN_ERR_BAD_JSON},
       {"{\"name\":\"a\",\"secret_b64\":\"YQ=\",\"injection\":{\"kind\":\"bearer\"},\"allow\":[\"https://a.example/\"]}",
        ALN_ERR_BAD_JSON},
-      {"{\"name\":\"a\",\"secret_b64\":\"Y===\",\"injection\":{\"kind\":\"bearer\"},\"allow\":[\"https://a.example/\"]}",
+      {"{\"name\":\"a\",\"secret_b64\":\"Y===\",\"injection\":{\"kind\":\"bearer\"},\"allow\":[\"https://a.example/"
+       "\"]}",
        ALN_ERR_BAD_JSON},
       {"{\"name\":\"a\",\"secret_b64\":\"YQ==YQ==\",\"injection\":{\"kind\":\"bearer\"},\"allow\":[\"https://a.example/"
        "\"]}",
        ALN_ERR_BAD_JSON},
-      {"{\"name\":\"a\",\"secret_b64\":\"YR==\",\"injection\":{\"kind\":\"bearer\"},\"allow\":[\"https://a.example/\"]}",
+      {"{\"name\":\"a\",\"secret_b64\":\"YR==\",\"injection\":{\"kind\":\"bearer\"},\"allow\":[\"https://a.example/"
+       "\"]}",
        ALN_ERR_BAD_JSON},
       {"{\"name\":\"a\",\"secret_b64\":\"YQ==\",\"injection\":{\"kind\":\"bearer\"},\"allow\":[\"https://a.example/\"],"
        "\"expires_at\":-1}",
@@ -1107,8 +1115,9 @@ static void test_parse_allow_limits(void **state) {
   (void)state;
   char body[8192];
   for (int n = ALN_API_ALLOW_MAX; n <= ALN_API_ALLOW_MAX + 1; n++) {
-    int o = snprintf(body, sizeof(body), "{\"name\":\"a\",\"secret_b64\":\"YQ==\",\"injection\":{\"kind\":\"bearer\"},"
-                                         "\"allow\":[");
+    int o = snprintf(body, sizeof(body),
+                     "{\"name\":\"a\",\"secret_b64\":\"YQ==\",\"injection\":{\"kind\":\"bearer\"},"
+                     "\"allow\":[");
     for (int i = 0; i < n; i++)
       o += snprintf(body + o, sizeof(body) - (size_t)o, "%s\"https://a.example/%d\"", i ? "," : "", i);
     snprintf(body + o, sizeof(body) - (size_t)o, "]}");

@@ -58,8 +58,8 @@ static void b64url(char *out, const uint8_t *in, size_t len) {
 static void forge(char *out, const char *signed_part, const struct aln_secret *k) {
   uint8_t mac[32];
   unsigned int mac_len;
-  assert_non_null(HMAC(EVP_sha256(), k->p, (int)k->len, (const uint8_t *)signed_part, strlen(signed_part), mac,
-                       &mac_len));
+  assert_non_null(
+      HMAC(EVP_sha256(), k->p, (int)k->len, (const uint8_t *)signed_part, strlen(signed_part), mac, &mac_len));
   strcpy(out, signed_part);
   strcat(out, ".");
   b64url(out + strlen(out), mac, sizeof(mac));
