@@ -10,10 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto/names.h"
 #include "proto/secmem.h"
 #include "proto/status.h"
 
-#define ALN_NAME_MAX 64
 #define ALN_SECRET_MAX 16384
 #define ALN_BINDING_MAX 65536
 
@@ -31,10 +31,6 @@ struct aln_cred_meta {
 
 /* aln_cred_meta_cleanup frees the binding of |m| and zeroes it. */
 void aln_cred_meta_cleanup(struct aln_cred_meta *m);
-
-/* aln_escrow_name_valid returns 1 if |name| is 1..ALN_NAME_MAX of [A-Za-z0-9._-]
- * and does not start with '.' or '-', else 0. */
-int aln_escrow_name_valid(const char *name);
 
 /* aln_escrow_open opens (creating the schema if needed) the database at |path| with
  * WAL and synchronous=FULL, keeping a copy of |kek| in locked memory. The caller

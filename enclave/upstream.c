@@ -289,17 +289,47 @@ out:
   return st;
 }
 
-/* ssl_ctx_cb adds the credential's CA certificates to the store curl has already
- * filled from the system trust store. */
-static CURLcode ssl_ctx_cb(CURL *curl, void *ssl_ctx, void *userptr) {
-  (void)curl;
-  STACK_OF(X509) *certs = userptr;
-  X509_STORE *store = SSL_CTX_get_cert_store(ssl_ctx);
-  if (store == NULL)
-    return CURLE_SSL_CERTPROBLEM;
+/* The system trust store, parsed once. Parsing the PEM bundle costs milliseconds
+ * per handshake with OpenSSL 3, far more than the handshake itself, so it is read
+ * at the first use and kept; a changed system bundle takes effect at restart. */
+static STACK_OF(X509) *g_roots;
+static pthread_once_t g_roots_once = PTHREAD_ONCE_INIT;
+
+static void roots_load_once(void) {
+  X509_STORE *store = X509_STORE_new();
+  if (store != NULL && X509_STORE_load_file(store, X509_get_default_cert_file()) == 1)
+    g_roots = X509_STORE_get1_all_certs(store);
+  if (g_roots == NULL)
+    g_roots = sk_X509_new_null(); /* no system bundle: only per-credential CAs */
+  X509_STORE_free(store);
+  ERR_clear_error();
+}
+
+struct trust {
+  STACK_OF(X509) *roots;
+  STACK_OF(X509) *extra; /* the credential's own CAs, may be NULL */
+};
+
+static int add_all(X509_STORE *store, STACK_OF(X509) *certs) {
   for (int i = 0; i < sk_X509_num(certs); i++)
     if (X509_STORE_add_cert(store, sk_X509_value(certs, i)) != 1)
-      return CURLE_SSL_CERTPROBLEM;
+      return 0;
+  return 1;
+}
+
+/* ssl_ctx_cb gives the handshake a store of its own: the system roots plus the
+ * credential's CAs. A fresh store per request, so one credential's CA never
+ * vouches for another credential's upstream. */
+static CURLcode ssl_ctx_cb(CURL *curl, void *ssl_ctx, void *userptr) {
+  (void)curl;
+  const struct trust *t = userptr;
+  X509_STORE *store = X509_STORE_new();
+  if (store == NULL || !add_all(store, t->roots) || (t->extra != NULL && !add_all(store, t->extra))) {
+    X509_STORE_free(store);
+    ERR_clear_error();
+    return CURLE_SSL_CERTPROBLEM;
+  }
+  SSL_CTX_set_cert_store(ssl_ctx, store); /* takes ownership */
   return CURLE_OK;
 }
 
@@ -525,6 +555,7 @@ aln_status aln_upstream_perform(struct aln_upstream_response *out, const Aileron
   struct aln_secret inj = {0};
   struct curl_slist *hdrs = NULL;
   STACK_OF(X509) *cas = NULL;
+  struct trust trust = {0};
   CURL *curl = NULL;
   struct resp_ctx rc = {0};
   int has_content_type = 0;
@@ -543,6 +574,9 @@ aln_status aln_upstream_perform(struct aln_upstream_response *out, const Aileron
   if (binding->ca_pem.len > 0)
     ALN_GUARD(load_ca(&cas, binding->ca_pem.data, binding->ca_pem.len));
   ALN_GUARD_GOTO(st, aln_upstream_global_init(), out);
+  ALN_ENSURE_GOTO(st, pthread_once(&g_roots_once, roots_load_once) == 0, ALN_ERR_INTERNAL, out);
+  trust.roots = g_roots;
+  trust.extra = cas;
 
   /* The header line is built in locked memory; curl copies it into its list (wiped
    * below) and its request buffer (wiped by wipe_free). */
@@ -563,10 +597,11 @@ aln_status aln_upstream_perform(struct aln_upstream_response *out, const Aileron
   SETOPT(st, curl, CURLOPT_HEADERDATA, &rc);
   SETOPT(st, curl, CURLOPT_WRITEFUNCTION, write_cb);
   SETOPT(st, curl, CURLOPT_WRITEDATA, &rc);
-  if (cas != NULL) {
-    SETOPT(st, curl, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
-    SETOPT(st, curl, CURLOPT_SSL_CTX_DATA, cas);
-  }
+  /* curl loads no CA file of its own: the callback installs the whole store. */
+  SETOPT(st, curl, CURLOPT_CAINFO, NULL);
+  SETOPT(st, curl, CURLOPT_CAPATH, NULL);
+  SETOPT(st, curl, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
+  SETOPT(st, curl, CURLOPT_SSL_CTX_DATA, &trust);
   switch (kind) {
   case METHOD_GET:
     break;
