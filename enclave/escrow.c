@@ -129,22 +129,6 @@ static aln_status bind_blob(sqlite3_stmt *s, int i, const uint8_t *p, size_t len
   return db_status(sqlite3_bind_blob(s, i, p, (int)len, SQLITE_TRANSIENT));
 }
 
-int aln_escrow_name_valid(const char *name) {
-  if (name == NULL)
-    return 0;
-  size_t len = strnlen(name, ALN_NAME_MAX + 1);
-  if (len == 0 || len > ALN_NAME_MAX || name[0] == '.' || name[0] == '-')
-    return 0;
-  for (size_t i = 0; i < len; i++) {
-    char c = name[i];
-    int ok =
-        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
-    if (!ok)
-      return 0;
-  }
-  return 1;
-}
-
 void aln_cred_meta_cleanup(struct aln_cred_meta *m) {
   if (m == NULL)
     return;
@@ -169,7 +153,7 @@ static aln_status read_meta(struct aln_cred_meta *m, sqlite3_stmt *s, int col) {
   ALN_ENSURE(name != NULL && name_len > 0 && name_len <= ALN_NAME_MAX, ALN_ERR_TAMPERED);
   memcpy(m->name, name, (size_t)name_len);
   m->name[name_len] = '\0';
-  ALN_ENSURE(aln_escrow_name_valid(m->name) && strlen(m->name) == (size_t)name_len, ALN_ERR_TAMPERED);
+  ALN_ENSURE(aln_cred_name_valid_str(m->name) && strlen(m->name) == (size_t)name_len, ALN_ERR_TAMPERED);
 
   sqlite3_int64 version = sqlite3_column_int64(s, col + 1);
   ALN_ENSURE(version >= 1 && version <= UINT32_MAX, ALN_ERR_TAMPERED);
@@ -542,7 +526,7 @@ aln_status aln_escrow_put(struct aln_escrow *esc, struct aln_cred_meta *out_meta
   if (out_meta != NULL)
     memset(out_meta, 0, sizeof(*out_meta));
   ALN_ENSURE(esc != NULL && secret != NULL && binding != NULL, ALN_ERR_USAGE);
-  ALN_ENSURE(aln_escrow_name_valid(name), ALN_ERR_BAD_NAME);
+  ALN_ENSURE(aln_cred_name_valid_str(name), ALN_ERR_BAD_NAME);
   ALN_ENSURE(secret_len > 0 && binding_len > 0 && expires_at >= 0, ALN_ERR_USAGE);
   ALN_ENSURE(secret_len <= ALN_SECRET_MAX && binding_len <= ALN_BINDING_MAX, ALN_ERR_TOO_LARGE);
 
@@ -645,7 +629,7 @@ aln_status aln_escrow_revoke(struct aln_escrow *esc, struct aln_cred_meta *out_m
   if (out_meta != NULL)
     memset(out_meta, 0, sizeof(*out_meta));
   ALN_ENSURE(esc != NULL, ALN_ERR_USAGE);
-  ALN_ENSURE(aln_escrow_name_valid(name), ALN_ERR_BAD_NAME);
+  ALN_ENSURE(aln_cred_name_valid_str(name), ALN_ERR_BAD_NAME);
   pthread_mutex_lock(&esc->mu);
   aln_status st = revoke_locked(esc, out_meta, name);
   if (st == ALN_OK)
@@ -724,7 +708,7 @@ aln_status aln_escrow_unseal(struct aln_escrow *esc, struct aln_secret *out_secr
     memset(out_meta, 0, sizeof(*out_meta));
   ALN_ENSURE(esc != NULL && out_secret != NULL, ALN_ERR_USAGE);
   memset(out_secret, 0, sizeof(*out_secret));
-  ALN_ENSURE(aln_escrow_name_valid(name), ALN_ERR_BAD_NAME);
+  ALN_ENSURE(aln_cred_name_valid_str(name), ALN_ERR_BAD_NAME);
   pthread_mutex_lock(&esc->mu);
   aln_status st = unseal_locked(esc, out_secret, out_meta, name, now);
   pthread_mutex_unlock(&esc->mu);

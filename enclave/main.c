@@ -142,11 +142,21 @@ int main(int argc, char **argv) {
   for (;;) {
     while ((ch = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
       switch (ch) {
-      case 'd': data_dir = optarg; break;
-      case 'l': listen = optarg; break;
-      case 'L': label = optarg; break;
-      case 'h': usage(); return 0;
-      default: usage(); return 2;
+      case 'd':
+        data_dir = optarg;
+        break;
+      case 'l':
+        listen = optarg;
+        break;
+      case 'L':
+        label = optarg;
+        break;
+      case 'h':
+        usage();
+        return 0;
+      default:
+        usage();
+        return 2;
       }
     }
     if (optind >= argc)

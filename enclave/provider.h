@@ -22,8 +22,7 @@ struct aln_provider {
   aln_status (*kek_load)(struct aln_secret *out, const char *data_dir);
   /* evidence produces evidence for |binding| signed/anchored as the kind requires;
    * *out is freed by the caller with free(). */
-  aln_status (*evidence)(uint8_t **out, size_t *out_len, EVP_PKEY *sign_key,
-                         const uint8_t binding[ALN_BINDING_LEN]);
+  aln_status (*evidence)(uint8_t **out, size_t *out_len, EVP_PKEY *sign_key, const uint8_t binding[ALN_BINDING_LEN]);
 };
 
 /* aln_provider_find returns the provider named |name| or NULL if none. */

@@ -22,6 +22,7 @@
 #include "enclave/upstream.h"
 #include "proto/channel.h"
 #include "proto/keyfile.h"
+#include "proto/names.h"
 #include "proto/net.h"
 #include "proto/tls.h"
 
@@ -230,7 +231,7 @@ static aln_status handle_put(struct conn *c, const Aileron__V1__Request *req) {
   struct aln_cred_meta meta = {0};
 
   ALN_ENSURE(p != NULL && p->name != NULL, ALN_ERR_USAGE);
-  ALN_ENSURE_GOTO(st, aln_escrow_name_valid(p->name), ALN_ERR_BAD_NAME, out);
+  ALN_ENSURE_GOTO(st, aln_cred_name_valid_str(p->name), ALN_ERR_BAD_NAME, out);
   ALN_ENSURE_GOTO(st, p->expires_at >= 0, ALN_ERR_USAGE, out);
   ALN_GUARD_GOTO(st, binding_valid(p->binding), out);
   /* Re-pack the binding we validated: the sealed bytes are ours, not the peer's. */
@@ -291,7 +292,7 @@ out:
 static aln_status handle_revoke(struct conn *c, const Aileron__V1__Request *req) {
   const Aileron__V1__RevokeCredentialRequest *r = req->revoke_credential;
   ALN_ENSURE(r != NULL && r->name != NULL, ALN_ERR_USAGE);
-  ALN_ENSURE(aln_escrow_name_valid(r->name), ALN_ERR_BAD_NAME);
+  ALN_ENSURE(aln_cred_name_valid_str(r->name), ALN_ERR_BAD_NAME);
   struct aln_cred_meta meta = {0};
   aln_status st = aln_escrow_revoke(c->srv->escrow, &meta, r->name);
   audit(c, &st, "revoke", r->name, NULL, NULL, st, 0, "operator");
@@ -312,7 +313,7 @@ static aln_status handle_use(struct conn *c, const Aileron__V1__Request *req) {
   char actor[MAX_ACTOR + 1] = "";
 
   ALN_ENSURE(u != NULL && u->name != NULL && u->url != NULL && u->method != NULL, ALN_ERR_USAGE);
-  ALN_ENSURE(aln_escrow_name_valid(u->name), ALN_ERR_BAD_NAME);
+  ALN_ENSURE(aln_cred_name_valid_str(u->name), ALN_ERR_BAD_NAME);
   ALN_ENSURE(strlen(u->url) <= ALN_URL_MAX && strlen(u->method) <= 16, ALN_ERR_USAGE);
   if (u->actor != NULL)
     snprintf(actor, sizeof(actor), "%s", u->actor);

@@ -292,7 +292,7 @@ out:
 /* The system trust store, parsed once. Parsing the PEM bundle costs milliseconds
  * per handshake with OpenSSL 3, far more than the handshake itself, so it is read
  * at the first use and kept; a changed system bundle takes effect at restart. */
-static STACK_OF(X509) *g_roots;
+static STACK_OF(X509) * g_roots;
 static pthread_once_t g_roots_once = PTHREAD_ONCE_INIT;
 
 static void roots_load_once(void) {
@@ -306,11 +306,11 @@ static void roots_load_once(void) {
 }
 
 struct trust {
-  STACK_OF(X509) *roots;
-  STACK_OF(X509) *extra; /* the credential's own CAs, may be NULL */
+  STACK_OF(X509) * roots;
+  STACK_OF(X509) * extra; /* the credential's own CAs, may be NULL */
 };
 
-static int add_all(X509_STORE *store, STACK_OF(X509) *certs) {
+static int add_all(X509_STORE *store, STACK_OF(X509) * certs) {
   for (int i = 0; i < sk_X509_num(certs); i++)
     if (X509_STORE_add_cert(store, sk_X509_value(certs, i)) != 1)
       return 0;

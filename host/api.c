@@ -25,6 +25,7 @@
 #include <netinet/in.h>
 
 #include "host/session.h"
+#include "proto/base64.h"
 #include "proto/cbs.h"
 #include "proto/net.h"
 
@@ -71,18 +72,6 @@ void aln_api_json_init(void) {
 }
 
 /* ---- small validators ----------------------------------------------------- */
-
-int aln_api_name_valid(const char *name, size_t len) {
-  if (name == NULL || len < 1 || len > ALN_API_NAME_MAX)
-    return 0;
-  for (size_t i = 0; i < len; i++) {
-    char c = name[i];
-    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-          c == '-'))
-      return 0;
-  }
-  return 1;
-}
 
 /* url_valid accepts an absolute https URL of printable ASCII without spaces. The
  * enclave parses and enforces destinations; this only refuses what can never be
@@ -145,82 +134,27 @@ static int method_valid(const char *m) {
 
 /* ---- base64 --------------------------------------------------------------- */
 
-static int b64_value(unsigned char c) {
-  if (c >= 'A' && c <= 'Z')
-    return c - 'A';
-  if (c >= 'a' && c <= 'z')
-    return c - 'a' + 26;
-  if (c >= '0' && c <= '9')
-    return c - '0' + 52;
-  if (c == '+')
-    return 62;
-  if (c == '/')
-    return 63;
-  return -1;
+/* b64_status gives malformed base64 in a JSON field the answer every other
+ * malformed field gets. */
+static aln_status b64_status(aln_status st) {
+  return st == ALN_ERR_MALFORMED ? ALN_ERR_BAD_JSON : st;
 }
 
-/* b64_decoded_len checks the padded shape of standard base64 and gives the size
- * it decodes to. */
-static aln_status b64_decoded_len(size_t *out, const char *in, size_t len) {
-  ALN_ENSURE(len % 4 == 0, ALN_ERR_BAD_JSON);
-  size_t pad = 0;
-  if (len >= 4 && in[len - 1] == '=')
-    pad = in[len - 2] == '=' ? 2 : 1;
-  *out = len / 4 * 3 - pad;
-  return ALN_OK;
-}
-
-/* b64_decode decodes strict, canonical, padded base64: no whitespace, padding only
- * at the end, unused bits zero. |out_len| comes from b64_decoded_len. */
-static aln_status b64_decode(uint8_t *out, size_t out_len, const char *in, size_t in_len) {
-  size_t o = 0;
-  for (size_t i = 0; i < in_len; i += 4) {
-    int last = i + 4 == in_len;
-    size_t pad = 0;
-    uint32_t v = 0;
-    for (size_t k = 0; k < 4; k++) {
-      unsigned char c = (unsigned char)in[i + k];
-      int d;
-      if (c == '=' && last && (k == 3 || (k == 2 && in[i + 3] == '='))) {
-        d = 0;
-        pad++;
-      } else {
-        d = b64_value(c);
-        ALN_ENSURE(d >= 0 && pad == 0, ALN_ERR_BAD_JSON);
-      }
-      v = v << 6 | (uint32_t)d;
-    }
-    ALN_ENSURE(pad < 2 || (v & 0xffff) == 0, ALN_ERR_BAD_JSON);
-    ALN_ENSURE(pad < 1 || (v & 0xff) == 0, ALN_ERR_BAD_JSON);
-    uint8_t b[3] = {(uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
-    ALN_ENSURE(o + 3 - pad <= out_len, ALN_ERR_INTERNAL);
-    memcpy(out + o, b, 3 - pad);
-    o += 3 - pad;
-  }
-  ALN_ENSURE(o == out_len, ALN_ERR_INTERNAL);
-  return ALN_OK;
-}
-
-/* b64_encode returns a new NUL-terminated padded base64 string (free with free). */
-static char *b64_encode(const uint8_t *in, size_t len) {
-  static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  size_t groups = len / 3 + (len % 3 != 0), n;
-  if (__builtin_mul_overflow(groups, (size_t)4, &n) || n == SIZE_MAX)
+/* b64_json returns a new JSON string holding the padded base64 of |in|, or NULL.
+ * The text is wiped before it is freed: an upstream answer may carry anything. */
+static json_t *b64_json(const uint8_t *in, size_t len) {
+  size_t n;
+  if (aln_base64_encoded_len(&n, len, ALN_BASE64_STD) != ALN_OK)
     return NULL;
-  char *out = malloc(n + 1);
-  if (out == NULL)
+  char *text = malloc(n + 1);
+  if (text == NULL)
     return NULL;
-  size_t o = 0;
-  for (size_t i = 0; i < len; i += 3) {
-    size_t rem = len - i;
-    uint32_t v = (uint32_t)in[i] << 16 | (rem > 1 ? (uint32_t)in[i + 1] << 8 : 0) | (rem > 2 ? in[i + 2] : 0);
-    out[o++] = alphabet[(v >> 18) & 63];
-    out[o++] = alphabet[(v >> 12) & 63];
-    out[o++] = rem > 1 ? alphabet[(v >> 6) & 63] : '=';
-    out[o++] = rem > 2 ? alphabet[v & 63] : '=';
-  }
-  out[o] = '\0';
-  return out;
+  json_t *s = NULL;
+  if (aln_base64_encode(text, n + 1, NULL, in, len, ALN_BASE64_STD) == ALN_OK)
+    s = json_stringn(text, n);
+  aln_wipe(text, n + 1);
+  free(text);
+  return s;
 }
 
 /* ---- JSON field access ---------------------------------------------------- */
@@ -355,7 +289,7 @@ static aln_status rpc_list(struct aln_api_rpc **out) {
 }
 
 static aln_status rpc_revoke(struct aln_api_rpc **out, const char *name) {
-  ALN_ENSURE(aln_api_name_valid(name, strlen(name)), ALN_ERR_BAD_NAME);
+  ALN_ENSURE(aln_cred_name_valid(name, strlen(name)), ALN_ERR_BAD_NAME);
   ALN_GUARD(rpc_new(out));
   struct aln_api_rpc *rpc = *out;
   rpc->name = strdup(name);
@@ -421,17 +355,18 @@ static aln_status parse_put_fields(struct aln_api_rpc *rpc) {
   const char *name, *secret_b64, *ca_pem;
   size_t name_len, secret_b64_len, ca_pem_len;
   ALN_GUARD(json_str(&name, &name_len, doc, "name", 1));
-  ALN_ENSURE(aln_api_name_valid(name, name_len), ALN_ERR_BAD_NAME);
+  ALN_ENSURE(aln_cred_name_valid(name, name_len), ALN_ERR_BAD_NAME);
 
   /* The secret: decoded into locked memory, then its base64 form is wiped at
    * once rather than when the document goes. */
   ALN_GUARD(json_str(&secret_b64, &secret_b64_len, doc, "secret_b64", 1));
   rpc->secret_json = json_object_get(doc, "secret_b64");
   size_t secret_len;
-  ALN_GUARD(b64_decoded_len(&secret_len, secret_b64, secret_b64_len));
+  ALN_GUARD(b64_status(aln_base64_decoded_len(&secret_len, secret_b64, secret_b64_len, ALN_BASE64_STD)));
   ALN_ENSURE(secret_len > 0, ALN_ERR_USAGE);
   ALN_GUARD(aln_secret_new(&rpc->secret, secret_len));
-  ALN_GUARD(b64_decode(rpc->secret.p, rpc->secret.len, secret_b64, secret_b64_len));
+  ALN_GUARD(
+      b64_status(aln_base64_decode(rpc->secret.p, rpc->secret.len, NULL, secret_b64, secret_b64_len, ALN_BASE64_STD)));
   json_wipe_string(rpc->secret_json);
 
   aileron__v1__binding__init(&rpc->binding);
@@ -530,10 +465,10 @@ static aln_status parse_use_fields(struct aln_api_rpc *rpc) {
     rpc->use.body.data = (uint8_t *)body;
     rpc->use.body.len = body_len;
   } else if (body_b64 != NULL) {
-    ALN_GUARD(b64_decoded_len(&rpc->body_len, body_b64, body_b64_len));
+    ALN_GUARD(b64_status(aln_base64_decoded_len(&rpc->body_len, body_b64, body_b64_len, ALN_BASE64_STD)));
     rpc->body = malloc(rpc->body_len + 1); /* +1: malloc(0) may be NULL */
     ALN_ENSURE(rpc->body != NULL, ALN_ERR_NOMEM);
-    ALN_GUARD(b64_decode(rpc->body, rpc->body_len, body_b64, body_b64_len));
+    ALN_GUARD(b64_status(aln_base64_decode(rpc->body, rpc->body_len, NULL, body_b64, body_b64_len, ALN_BASE64_STD)));
     rpc->use.body.data = rpc->body;
     rpc->use.body.len = rpc->body_len;
   }
@@ -552,7 +487,7 @@ aln_status aln_api_parse_use(struct aln_api_rpc **out, const char *name, const c
   struct aln_api_rpc *rpc = NULL;
   ALN_ENSURE(out != NULL && name != NULL && actor != NULL, ALN_ERR_USAGE);
   *out = NULL;
-  ALN_ENSURE(aln_api_name_valid(name, strlen(name)), ALN_ERR_BAD_NAME);
+  ALN_ENSURE(aln_cred_name_valid(name, strlen(name)), ALN_ERR_BAD_NAME);
   ALN_GUARD_GOTO(st, rpc_new(&rpc), out);
   aileron__v1__use_credential_request__init(&rpc->use);
   rpc->name = strdup(name);
@@ -707,9 +642,7 @@ static json_t *use_json(const Aileron__V1__UseCredentialResponse *u) {
     if (json_object_set_new(doc, "body", text) != 0)
       goto fail;
   } else {
-    char *b64 = b64_encode(u->body.data, u->body.len);
-    json_t *s = b64 == NULL ? NULL : json_string(b64);
-    free(b64);
+    json_t *s = b64_json(u->body.data, u->body.len);
     if (s == NULL || json_object_set_new(doc, "body_b64", s) != 0)
       goto fail;
   }
@@ -752,7 +685,7 @@ static const struct route_def {
 struct api_req {
   enum route route;
   enum method method;
-  char name[ALN_API_NAME_MAX + 1];
+  char name[ALN_NAME_MAX + 1];
   int name_ok;
   struct aln_session session;
   struct aln_cbb body;
@@ -771,7 +704,7 @@ static enum route route_of(struct api_req *r, const char *url) {
   const char *name = url + sizeof(creds) - 1;
   const char *slash = strchr(name, '/');
   size_t name_len = slash == NULL ? strlen(name) : (size_t)(slash - name);
-  r->name_ok = aln_api_name_valid(name, name_len);
+  r->name_ok = aln_cred_name_valid(name, name_len);
   if (r->name_ok) {
     memcpy(r->name, name, name_len);
     r->name[name_len] = '\0';

@@ -18,11 +18,11 @@
 #include <stdint.h>
 
 #include "aileron/v1/enclave.pb-c.h"
+#include "proto/names.h"
 #include "proto/secmem.h"
 #include "proto/status.h"
 
 #define ALN_API_BODY_MAX ((size_t)1 << 20) /* request bodies, checked before buffering */
-#define ALN_API_NAME_MAX 64
 #define ALN_API_URL_MAX 8192
 #define ALN_API_ALLOW_MAX 32   /* allowed URL prefixes per credential */
 #define ALN_API_HEADERS_MAX 64 /* extra headers per request */
@@ -104,9 +104,5 @@ Aileron__V1__Request *aln_api_rpc_request(struct aln_api_rpc *rpc);
 /* aln_api_rpc_free wipes the secret and the JSON it came from and frees |rpc|.
  * NULL is a no-op. */
 void aln_api_rpc_free(struct aln_api_rpc *rpc);
-
-/* aln_api_name_valid returns 1 if |name| (|len| bytes) is a credential name:
- * 1..ALN_API_NAME_MAX characters of [A-Za-z0-9._-]; else 0. */
-int aln_api_name_valid(const char *name, size_t len);
 
 #endif

@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +17,10 @@
 
 #include "host/api.h"
 #include "host/daemon.h"
+#include "proto/base64.h"
 #include "proto/cbs.h"
 #include "proto/keyfile.h"
+#include "proto/names.h"
 
 #define CLI_TIMEOUT_S 300L
 #define CLI_TOKEN_FILE_MAX 256
@@ -271,11 +272,11 @@ static int parse_i64(int64_t *out, const char *s, int64_t min, int64_t max) {
 
 /* secret_b64 base64-encodes |secret| into new locked memory (NUL-terminated). */
 static aln_status secret_b64(struct aln_secret *out, const struct aln_secret *secret) {
-  size_t n = (secret->len + 2) / 3 * 4;
+  size_t n;
   ALN_ENSURE(secret->len <= ALN_CLI_SECRET_MAX, ALN_ERR_TOO_LARGE);
+  ALN_GUARD(aln_base64_encoded_len(&n, secret->len, ALN_BASE64_STD));
   ALN_GUARD(aln_secret_new(out, n + 1));
-  ALN_ENSURE(EVP_EncodeBlock(out->p, secret->p, (int)secret->len) == (int)n, ALN_ERR_CRYPTO);
-  return ALN_OK;
+  return aln_base64_encode((char *)out->p, out->len, NULL, secret->p, secret->len, ALN_BASE64_STD);
 }
 
 static int cmd_credential_add(const struct aln_daemon_paths *paths, int argc, char **argv) {
@@ -443,9 +444,9 @@ static int cmd_credential(const struct aln_daemon_paths *paths, int argc, char *
   } else if (strcmp(argv[0], "revoke") == 0) {
     if (argc != 2)
       return usage_error("credential revoke needs exactly one NAME");
-    if (!aln_api_name_valid(argv[1], strlen(argv[1])))
-      return usage_error("NAME must be 1-64 characters of A-Z a-z 0-9 . _ -");
-    char path[sizeof("/v1/credentials/") + ALN_API_NAME_MAX];
+    if (!aln_cred_name_valid(argv[1], strlen(argv[1])))
+      return usage_error("NAME must be 1-64 characters of A-Z a-z 0-9 . _ -, not starting with . or -");
+    char path[sizeof("/v1/credentials/") + ALN_NAME_MAX];
     snprintf(path, sizeof(path), "/v1/credentials/%s", argv[1]);
     if ((rc = load_operator_token(&token, paths)) == 0)
       rc = call(paths, "DELETE", path, &token, NULL, 1, NULL);
@@ -557,8 +558,8 @@ static int cmd_request(const struct aln_daemon_paths *paths, int argc, char **ar
     rc = usage_error("request needs one NAME and --url URL");
     goto out;
   }
-  if (!aln_api_name_valid(argv[optind], strlen(argv[optind]))) {
-    rc = usage_error("NAME must be 1-64 characters of A-Z a-z 0-9 . _ -");
+  if (!aln_cred_name_valid(argv[optind], strlen(argv[optind]))) {
+    rc = usage_error("NAME must be 1-64 characters of A-Z a-z 0-9 . _ -, not starting with . or -");
     goto out;
   }
   rc = 1;
@@ -595,18 +596,20 @@ static int cmd_request(const struct aln_daemon_paths *paths, int argc, char **ar
         goto out;
     } else {
       /* Not UTF-8: send it as base64. */
-      size_t n = strlen(data), enc_len = (n + 2) / 3 * 4;
+      size_t n = strlen(data), enc_len;
+      if (aln_base64_encoded_len(&enc_len, n, ALN_BASE64_STD) != ALN_OK)
+        goto out;
       char *enc = malloc(enc_len + 1);
       if (enc == NULL)
         goto out;
-      EVP_EncodeBlock((unsigned char *)enc, (const unsigned char *)data, (int)n);
-      int bad = json_object_set_new(doc, "body_b64", json_string(enc)) != 0;
+      int bad = aln_base64_encode(enc, enc_len + 1, NULL, (const uint8_t *)data, n, ALN_BASE64_STD) != ALN_OK ||
+                json_object_set_new(doc, "body_b64", json_string(enc)) != 0;
       free(enc);
       if (bad)
         goto out;
     }
   }
-  char path[sizeof("/v1/credentials//request") + ALN_API_NAME_MAX];
+  char path[sizeof("/v1/credentials//request") + ALN_NAME_MAX];
   snprintf(path, sizeof(path), "/v1/credentials/%s/request", argv[optind]);
   rc = call(paths, "POST", path, &token, doc, 1, NULL);
 out:

@@ -10,6 +10,7 @@
 #include <openssl/rand.h>
 #include <string.h>
 
+#include "proto/base64.h"
 #include "proto/keyfile.h"
 
 #define SESSION_PREFIX "aln1."
@@ -24,65 +25,18 @@
 
 _Static_assert(SESSION_TOKEN_LEN < ALN_SESSION_TOKEN_MAX, "token must fit with its NUL");
 
-static const char b64url_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+_Static_assert(SESSION_PAYLOAD_LEN % 3 == 0 && SESSION_PAYLOAD_B64_LEN == SESSION_PAYLOAD_LEN / 3 * 4,
+               "the payload encodes to whole base64 groups");
 
-/* b64url_encode writes the unpadded base64url form of |in| to |out| (which has room
- * for 4*ceil(len/3) chars) and returns the number of chars written. */
-static size_t b64url_encode(char *out, const uint8_t *in, size_t len) {
-  size_t o = 0, i = 0;
-  for (; i + 3 <= len; i += 3) {
-    uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-    out[o++] = b64url_alphabet[(v >> 18) & 63];
-    out[o++] = b64url_alphabet[(v >> 12) & 63];
-    out[o++] = b64url_alphabet[(v >> 6) & 63];
-    out[o++] = b64url_alphabet[v & 63];
-  }
-  if (len - i == 1) {
-    uint32_t v = (uint32_t)in[i] << 16;
-    out[o++] = b64url_alphabet[(v >> 18) & 63];
-    out[o++] = b64url_alphabet[(v >> 12) & 63];
-  } else if (len - i == 2) {
-    uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-    out[o++] = b64url_alphabet[(v >> 18) & 63];
-    out[o++] = b64url_alphabet[(v >> 12) & 63];
-    out[o++] = b64url_alphabet[(v >> 6) & 63];
-  }
-  return o;
+/* b64_status gives any malformed base64 in a token the answer every other
+ * malformed token gets. */
+static aln_status b64_status(aln_status st) {
+  return st == ALN_ERR_MALFORMED ? ALN_ERR_SESSION_INVALID : st;
 }
 
-static int b64url_value(char c) {
-  if (c >= 'A' && c <= 'Z')
-    return c - 'A';
-  if (c >= 'a' && c <= 'z')
-    return c - 'a' + 26;
-  if (c >= '0' && c <= '9')
-    return c - '0' + 52;
-  if (c == '-')
-    return 62;
-  if (c == '_')
-    return 63;
-  return -1;
-}
-
-/* b64url_decode4 decodes |in_len| chars (a multiple of 4) into 3*in_len/4 bytes. */
-static aln_status b64url_decode4(uint8_t *out, const char *in, size_t in_len) {
-  for (size_t i = 0, o = 0; i < in_len; i += 4) {
-    uint32_t v = 0;
-    for (size_t k = 0; k < 4; k++) {
-      int d = b64url_value(in[i + k]);
-      ALN_ENSURE(d >= 0, ALN_ERR_SESSION_INVALID);
-      v = v << 6 | (uint32_t)d;
-    }
-    out[o++] = (uint8_t)(v >> 16);
-    out[o++] = (uint8_t)(v >> 8);
-    out[o++] = (uint8_t)v;
-  }
-  return ALN_OK;
-}
-
-/* session_mac_b64 writes the base64url MAC (SESSION_MAC_B64_LEN chars) of the
- * signed part of a token. */
-static aln_status session_mac_b64(char out[SESSION_MAC_B64_LEN], const struct aln_secret *key,
+/* session_mac_b64 writes the base64url MAC (SESSION_MAC_B64_LEN chars and a NUL)
+ * of the signed part of a token. */
+static aln_status session_mac_b64(char out[SESSION_MAC_B64_LEN + 1], const struct aln_secret *key,
                                   const char *signed_part) {
   uint8_t mac[SESSION_MAC_LEN];
   unsigned int mac_len = 0;
@@ -92,9 +46,9 @@ static aln_status session_mac_b64(char out[SESSION_MAC_B64_LEN], const struct al
     aln_wipe(mac, sizeof(mac));
     return ALN_ERR_CRYPTO;
   }
-  (void)b64url_encode(out, mac, sizeof(mac));
+  aln_status st = aln_base64_encode(out, SESSION_MAC_B64_LEN + 1, NULL, mac, sizeof(mac), ALN_BASE64_URL);
   aln_wipe(mac, sizeof(mac));
-  return ALN_OK;
+  return st;
 }
 
 static aln_status session_key_check(const struct aln_secret *key) {
@@ -117,9 +71,11 @@ aln_status aln_session_issue(char *out, size_t out_cap, struct aln_session *out_
 
   char tok[SESSION_TOKEN_LEN + 1];
   memcpy(tok, SESSION_PREFIX, SESSION_PREFIX_LEN);
-  (void)b64url_encode(tok + SESSION_PREFIX_LEN, payload, sizeof(payload));
-  tok[SESSION_SIGNED_LEN] = '.';
-  aln_status st = session_mac_b64(tok + SESSION_SIGNED_LEN + 1, key, tok);
+  aln_status st = aln_base64_encode(tok + SESSION_PREFIX_LEN, sizeof(tok) - SESSION_PREFIX_LEN, NULL, payload,
+                                    sizeof(payload), ALN_BASE64_URL);
+  tok[SESSION_SIGNED_LEN] = '.'; /* over the encoder's NUL */
+  if (st == ALN_OK)
+    st = session_mac_b64(tok + SESSION_SIGNED_LEN + 1, key, tok);
   if (st == ALN_OK && out_sess != NULL) {
     st = aln_hex_encode(out_sess->id, sizeof(out_sess->id), payload, SESSION_ID_LEN);
     out_sess->expires_at = expires_at;
@@ -142,13 +98,14 @@ aln_status aln_session_verify(struct aln_session *out, const struct aln_secret *
   ALN_ENSURE(memcmp(token, SESSION_PREFIX, SESSION_PREFIX_LEN) == 0, ALN_ERR_SESSION_INVALID);
   ALN_ENSURE(token[SESSION_SIGNED_LEN] == '.', ALN_ERR_SESSION_INVALID);
   uint8_t payload[SESSION_PAYLOAD_LEN];
-  ALN_GUARD(b64url_decode4(payload, token + SESSION_PREFIX_LEN, SESSION_PAYLOAD_B64_LEN));
+  ALN_GUARD(b64_status(aln_base64_decode(payload, sizeof(payload), NULL, token + SESSION_PREFIX_LEN,
+                                         SESSION_PAYLOAD_B64_LEN, ALN_BASE64_URL)));
 
   /* Comparing the re-encoded MAC as text also refuses non-canonical spellings of
    * the right MAC (stray low bits in the last character). */
-  char mac[SESSION_MAC_B64_LEN];
+  char mac[SESSION_MAC_B64_LEN + 1];
   ALN_GUARD(session_mac_b64(mac, key, token));
-  int ok = aln_ct_equal((const uint8_t *)mac, sizeof(mac), (const uint8_t *)token + SESSION_SIGNED_LEN + 1,
+  int ok = aln_ct_equal((const uint8_t *)mac, SESSION_MAC_B64_LEN, (const uint8_t *)token + SESSION_SIGNED_LEN + 1,
                         SESSION_MAC_B64_LEN);
   aln_wipe(mac, sizeof(mac));
   ALN_ENSURE(ok, ALN_ERR_SESSION_INVALID);

@@ -43,8 +43,7 @@ static aln_status write_frame(SSL *ssl, const ProtobufCMessage *msg) {
   payload = malloc(payload_len);
   ALN_ENSURE(payload != NULL, ALN_ERR_NOMEM);
   ALN_ENSURE_GOTO(st, protobuf_c_message_pack(msg, payload) == payload_len, ALN_ERR_INTERNAL, out);
-  ALN_GUARD_GOTO(st, aln_cbb_init(&cbb, payload_len + ALN_FRAME_HEADER_LEN, payload_len + ALN_FRAME_HEADER_LEN),
-                 out);
+  ALN_GUARD_GOTO(st, aln_cbb_init(&cbb, payload_len + ALN_FRAME_HEADER_LEN, payload_len + ALN_FRAME_HEADER_LEN), out);
   ALN_GUARD_GOTO(st, aln_frame_encode(&cbb, payload, payload_len, ALN_FRAME_MAX_DEFAULT), out);
   size_t written = 0;
   int ret = SSL_write_ex(ssl, cbb.buf, cbb.len, &written);

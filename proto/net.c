@@ -70,8 +70,8 @@ aln_status aln_net_listen(int *out_fd, int *out_port, const char *addr) {
   socklen_t sl = sizeof(ss);
   if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
     goto out;
-  *out_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                             : ((struct sockaddr_in *)&ss)->sin_port);
+  *out_port =
+      ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
   *out_fd = fd;
   fd = -1;
   st = ALN_OK;

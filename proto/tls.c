@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <string.h>
 
-
 aln_status aln_tls_identity_generate(EVP_PKEY **out_key, X509 **out_cert, const char *cn, int days) {
   aln_status st = ALN_ERR_CRYPTO;
   EVP_PKEY *key = NULL;
@@ -34,8 +33,7 @@ aln_status aln_tls_identity_generate(EVP_PKEY **out_key, X509 **out_cert, const 
   ALN_ENSURE_GOTO(st, X509_gmtime_adj(X509_getm_notBefore(cert), -300) != NULL, ALN_ERR_CRYPTO, out);
   ALN_ENSURE_GOTO(st, X509_gmtime_adj(X509_getm_notAfter(cert), (long)days * 86400) != NULL, ALN_ERR_CRYPTO, out);
   name = X509_get_subject_name(cert);
-  ALN_ENSURE_GOTO(st,
-                  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0) == 1,
+  ALN_ENSURE_GOTO(st, X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0) == 1,
                   ALN_ERR_CRYPTO, out);
   ALN_ENSURE_GOTO(st, X509_set_issuer_name(cert, name) == 1, ALN_ERR_CRYPTO, out);
   ALN_ENSURE_GOTO(st, X509_set_pubkey(cert, key) == 1, ALN_ERR_CRYPTO, out);
@@ -116,8 +114,8 @@ aln_status aln_tls_peer_spki_hash(uint8_t out[ALN_SPKI_HASH_LEN], SSL *ssl) {
 
 aln_status aln_tls_exporter(uint8_t out[ALN_EXPORTER_LEN], SSL *ssl) {
   ALN_ENSURE(SSL_version(ssl) == TLS1_3_VERSION, ALN_ERR_TLS);
-  ALN_ENSURE(SSL_export_keying_material(ssl, out, ALN_EXPORTER_LEN, ALN_EXPORTER_LABEL, strlen(ALN_EXPORTER_LABEL), NULL, 0,
-                                        0) == 1,
+  ALN_ENSURE(SSL_export_keying_material(ssl, out, ALN_EXPORTER_LEN, ALN_EXPORTER_LABEL, strlen(ALN_EXPORTER_LABEL),
+                                        NULL, 0, 0) == 1,
              ALN_ERR_TLS);
   return ALN_OK;
 }

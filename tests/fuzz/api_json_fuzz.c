@@ -42,7 +42,7 @@ static void check_put(const Aileron__V1__Request *req) {
   const Aileron__V1__PutCredentialRequest *p = req->put_credential;
   if (req->body_case != AILERON__V1__REQUEST__BODY_PUT_CREDENTIAL || p == NULL || p->binding == NULL)
     abort();
-  if (!aln_api_name_valid(p->name, strlen(p->name)) || p->secret.len == 0 || p->expires_at < 0)
+  if (!aln_cred_name_valid(p->name, strlen(p->name)) || p->secret.len == 0 || p->expires_at < 0)
     abort();
   const Aileron__V1__Binding *b = p->binding;
   if (b->n_allowed_prefixes < 1 || b->n_allowed_prefixes > ALN_API_ALLOW_MAX)

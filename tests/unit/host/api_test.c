@@ -738,6 +738,9 @@ static void test_put_semantic_errors(void **state) {
       {"\"\"", secret_b64, "{\"kind\":\"bearer\"}", "[\"https://a.example/\"]", ALN_ERR_BAD_NAME},
       {"\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"", secret_b64, "{\"kind\":\"bearer\"}",
        "[\"https://a.example/\"]", ALN_ERR_BAD_NAME},
+      /* The enclave's rule: the host refuses what the enclave would. */
+      {"\".hidden\"", secret_b64, "{\"kind\":\"bearer\"}", "[\"https://a.example/\"]", ALN_ERR_BAD_NAME},
+      {"\"-rf\"", secret_b64, "{\"kind\":\"bearer\"}", "[\"https://a.example/\"]", ALN_ERR_BAD_NAME},
       {"\"a\"", secret_b64, "{\"kind\":\"basic\"}", "[\"https://a.example/\"]", ALN_ERR_BAD_INJECTION},
       {"\"a\"", secret_b64, "{\"kind\":\"bearer\",\"header\":\"X\"}", "[\"https://a.example/\"]",
        ALN_ERR_BAD_INJECTION},
@@ -818,8 +821,13 @@ static void test_path_names_validated(void **state) {
   /* Escapes are not decoded before routing: "%2F" cannot smuggle a separator and
    * "%00" cannot cut the name short. */
   static const char *const paths[] = {
-      "/v1/credentials/git%2Fhub", "/v1/credentials/github%00x", "/v1/credentials/", "/v1/credentials/a%20b",
-      "/v1/credentials/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
+      "/v1/credentials/git%2Fhub",
+      "/v1/credentials/github%00x",
+      "/v1/credentials/",
+      "/v1/credentials/a%20b",
+      "/v1/credentials/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+      "/v1/credentials/.hidden",
+      "/v1/credentials/-rf"};
   for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
     struct http_result r;
     http(&r, "DELETE", paths[i], bearer(OPERATOR_TOKEN), NULL);
@@ -1158,6 +1166,8 @@ static void test_parse_size_cap(void **state) {
   assert_int_equal(aln_api_parse_put(&rpc, brace, ALN_API_BODY_MAX + 1), ALN_ERR_TOO_LARGE);
   assert_null(rpc);
   assert_int_equal(aln_api_parse_use(&rpc, "bad/name", "session:x", brace, 2), ALN_ERR_BAD_NAME);
+  assert_null(rpc);
+  assert_int_equal(aln_api_parse_use(&rpc, "-x", "session:x", brace, 2), ALN_ERR_BAD_NAME);
   assert_null(rpc);
 }
 
