@@ -45,8 +45,8 @@ void aln_escrow_free(struct aln_escrow *esc);
  * replaces the old one, whose ciphertext and wrapped key are wiped from its row.
  * Fills |out_meta| (may be NULL). Nothing is changed on any error. */
 aln_status aln_escrow_put(struct aln_escrow *esc, struct aln_cred_meta *out_meta, const char *name,
-                          const uint8_t *secret, size_t secret_len, const uint8_t *binding,
-                          size_t binding_len, int64_t expires_at, int replace) ALN_WUR;
+                          const uint8_t *secret, size_t secret_len, const uint8_t *binding, size_t binding_len,
+                          int64_t expires_at, int replace) ALN_WUR;
 
 /* aln_escrow_list returns the metadata of the newest version of every credential
  * (revoked ones included, flagged), sorted by name, in a new array *out of *num_out
@@ -76,9 +76,9 @@ struct aln_audit_event {
   const char *credential; /* name */
   const char *method;
   const char *destination; /* URL without query string */
-  const char *decision;   /* "allow" / "deny" */
-  aln_status result;      /* status of the operation */
-  long http_status;       /* upstream status, 0 if none */
+  const char *decision;    /* "allow" / "deny" */
+  aln_status result;       /* status of the operation */
+  long http_status;        /* upstream status, 0 if none */
 };
 
 /* aln_escrow_audit_append appends |ev| to the audit table, chaining its hash to the

@@ -321,8 +321,7 @@ static aln_status handle_use(struct conn *c, const Aileron__V1__Request *req) {
   ALN_GUARD_GOTO(st, aln_escrow_unseal(c->srv->escrow, &secret, &meta, u->name, (int64_t)time(NULL)), audited);
   b = aileron__v1__binding__unpack(NULL, meta.binding_len, meta.binding);
   ALN_ENSURE_GOTO(st, b != NULL, ALN_ERR_TAMPERED, audited);
-  ALN_GUARD_GOTO(st, aln_dest_check(u->url, (const char *const *)b->allowed_prefixes, b->n_allowed_prefixes),
-                 audited);
+  ALN_GUARD_GOTO(st, aln_dest_check(u->url, (const char *const *)b->allowed_prefixes, b->n_allowed_prefixes), audited);
   st = aln_upstream_perform(&up, b, &secret, u);
   aln_secret_free(&secret);
 audited:
@@ -364,8 +363,8 @@ out:
 
 struct rpc {
   Aileron__V1__Request__BodyCase kind;
-  unsigned required;   /* state bits the connection must have */
-  aln_status denial;   /* status when it does not */
+  unsigned required; /* state bits the connection must have */
+  aln_status denial; /* status when it does not */
   aln_status (*handler)(struct conn *c, const Aileron__V1__Request *req);
 };
 
@@ -380,7 +379,9 @@ static const struct rpc rpcs[] = {
 };
 
 /* is_transport_error says whether the connection can no longer carry an answer. */
-static int is_transport_error(aln_status st) { return st == ALN_ERR_CLOSED || st == ALN_ERR_TLS; }
+static int is_transport_error(aln_status st) {
+  return st == ALN_ERR_CLOSED || st == ALN_ERR_TLS;
+}
 
 /* serve runs the request loop of one connection; returns when it must close. */
 static void serve(struct conn *c) {
@@ -398,7 +399,7 @@ static void serve(struct conn *c) {
       if (rpcs[i].kind == req->body_case)
         r = &rpcs[i];
     if (r == NULL || (c->state & r->required) != r->required) {
-      aln_status denial = r == NULL ? ALN_ERR_MALFORMED
+      aln_status denial = r == NULL                     ? ALN_ERR_MALFORMED
                           : (c->state & STATE_ENROLLED) ? r->denial
                                                         : ALN_ERR_NOT_ENROLLED;
       (void)send_status(c, denial);
@@ -510,9 +511,9 @@ aln_status aln_server_new(struct aln_server **out, const struct aln_server_confi
   srv->sign_key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
   ALN_ENSURE_GOTO(st, srv->sign_key != NULL, ALN_ERR_CRYPTO, out);
   size_t pub_len = sizeof(srv->sign_pub);
-  ALN_ENSURE_GOTO(st, EVP_PKEY_get_raw_public_key(srv->sign_key, srv->sign_pub, &pub_len) == 1 &&
-                          pub_len == sizeof(srv->sign_pub),
-                  ALN_ERR_CRYPTO, out);
+  ALN_ENSURE_GOTO(
+      st, EVP_PKEY_get_raw_public_key(srv->sign_key, srv->sign_pub, &pub_len) == 1 && pub_len == sizeof(srv->sign_pub),
+      ALN_ERR_CRYPTO, out);
   ALN_GUARD_GOTO(st, aln_net_listen(&srv->listen_fd, &srv->port, cfg->listen), out);
   *out = srv;
   srv = NULL;
@@ -524,7 +525,9 @@ out:
   return st;
 }
 
-int aln_server_port(const struct aln_server *srv) { return srv->port; }
+int aln_server_port(const struct aln_server *srv) {
+  return srv->port;
+}
 
 aln_status aln_server_run(struct aln_server *srv, int stop_fd) {
   for (;;) {
