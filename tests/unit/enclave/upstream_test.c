@@ -305,11 +305,14 @@ static void test_bad_ca_pem(void **state) {
   (void)state;
   Aileron__V1__UseCredentialRequest req = make_req("GET", CLOSED_URL);
   Aileron__V1__Binding b = bearer();
+  /* A public key is PEM but not a certificate (RFC 8032 test 1 public key). */
+  static const char pubkey_pem[] = "-----BEGIN PUBLIC KEY-----\n"
+                                   "MCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n"
+                                   "-----END PUBLIC KEY-----\n";
   const char *pems[] = {
       "not a pem at all", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
       "-----BEGIN CERTIFICATE-----\nMIIB\n", /* truncated */
-      "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ+DYvh6SEqVTm50DFtMDoQikTmiCqirVv9mWG9qfSnF\n-----END "
-      "PRIVATE KEY-----\n", /* a key, no certificate */
+      pubkey_pem,                            /* a key, no certificate */
   };
   for (size_t i = 0; i < sizeof(pems) / sizeof(pems[0]); i++) {
     b.ca_pem.data = (uint8_t *)pems[i];
