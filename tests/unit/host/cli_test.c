@@ -26,47 +26,13 @@
 #include "host/daemon.h"
 #include "host/session.h"
 #include "proto/keyfile.h"
+#include "forward_double.h"
 
 /* ---- forwarding double (records the packed request, answers canned) ------ */
 
-static struct {
-  pthread_mutex_t mu;
-  int calls;
-  uint8_t *req;
-  size_t req_len;
-  aln_status status;
-  uint8_t *resp;
-  size_t resp_len;
-} dbl = {.mu = PTHREAD_MUTEX_INITIALIZER};
-
-static aln_status double_forward(void *ctx, Aileron__V1__Response **out, Aileron__V1__Request *req) {
-  (void)ctx;
-  pthread_mutex_lock(&dbl.mu);
-  dbl.calls++;
-  free(dbl.req);
-  dbl.req_len = aileron__v1__request__get_packed_size(req);
-  dbl.req = malloc(dbl.req_len + 1);
-  aileron__v1__request__pack(req, dbl.req);
-  *out = dbl.resp != NULL ? aileron__v1__response__unpack(NULL, dbl.resp_len, dbl.resp) : NULL;
-  aln_status st = dbl.status;
-  pthread_mutex_unlock(&dbl.mu);
-  return st;
-}
-
-static void set_response(aln_status st, const Aileron__V1__Response *resp) {
-  free(dbl.resp);
-  dbl.resp = NULL;
-  dbl.status = st;
-  if (resp != NULL) {
-    dbl.resp_len = aileron__v1__response__get_packed_size(resp);
-    dbl.resp = malloc(dbl.resp_len + 1);
-    aileron__v1__response__pack(resp, dbl.resp);
-  }
-}
-
 static Aileron__V1__Request *last_request(void) {
   assert_non_null(dbl.req);
-  Aileron__V1__Request *r = aileron__v1__request__unpack(NULL, dbl.req_len, dbl.req);
+  Aileron__V1__Request *r = last_request_raw();
   assert_non_null(r);
   return r;
 }
