@@ -1,0 +1,294 @@
+/* The host's attested client against a fake enclave that misbehaves in one chosen
+ * way per test. The property under test: the client sends nothing but Attest on a
+ * connection whose evidence it has not verified against the binding it computes
+ * itself — evidence from another connection, signed by another key, of an unknown
+ * kind, or debug outside dev mode is refused, and the fake sees no second request.
+ * The fake is built from the same proto/ TLS and channel code as the enclave, with
+ * real TLS 1.3 on loopback and real local evidence (attestation/local.h). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "attestation/binding.h"
+#include "attestation/local.h"
+#include "host/enclave_client.h"
+#include "proto/channel.h"
+#include "proto/net.h"
+#include "proto/tls.h"
+
+enum misbehaviour {
+  HONEST,
+  REPLAYED_BINDING, /* binding computed with another connection's exporter */
+  RAW_NONCE,        /* eat_nonce = the host nonce itself, not the binding */
+  OTHER_KEY,        /* signed by a key other than the one announced */
+  UNKNOWN_KIND,     /* evidence_kind "tpm" with local evidence inside */
+  ATTEST_REFUSED,   /* answers Attest with an error status */
+  TLS12_ONLY,       /* the server speaks TLS 1.2 at most */
+};
+
+struct fake {
+  enum misbehaviour mode;
+  int listen_fd;
+  int port;
+  pthread_t thread;
+  SSL_CTX *ctx;
+  EVP_PKEY *sign_key, *other_key;
+  uint8_t sign_pub[32];
+  int requests_after_attest; /* what reached the fake after its Attest answer */
+};
+
+static aln_status answer_attest(struct fake *f, SSL *ssl, const Aileron__V1__Request *req) {
+  Aileron__V1__Response resp = AILERON__V1__RESPONSE__INIT;
+  if (f->mode == ATTEST_REFUSED) {
+    resp.status = ALN_ERR_INTERNAL;
+    resp.message = (char *)aln_strerror(ALN_ERR_INTERNAL);
+    return aln_channel_send_response(ssl, &resp);
+  }
+  uint8_t exporter[ALN_EXPORTER_LEN], binding[ALN_BINDING_LEN];
+  ALN_GUARD(aln_tls_exporter(exporter, ssl));
+  if (f->mode == REPLAYED_BINDING)
+    exporter[0] ^= 0x01; /* as if computed on another connection */
+  ALN_GUARD(aln_binding_compute(binding, req->attest->host_nonce.data, req->attest->host_nonce.len, exporter,
+                                f->sign_pub, sizeof(f->sign_pub)));
+  if (f->mode == RAW_NONCE)
+    memcpy(binding, req->attest->host_nonce.data, ALN_BINDING_LEN);
+  uint8_t *ev = NULL;
+  size_t ev_len = 0;
+  ALN_GUARD(aln_local_evidence_make(&ev, &ev_len, f->mode == OTHER_KEY ? f->other_key : f->sign_key, binding,
+                                    (int64_t)time(NULL)));
+  Aileron__V1__AttestResponse ar = AILERON__V1__ATTEST_RESPONSE__INIT;
+  ar.evidence_kind = f->mode == UNKNOWN_KIND ? "tpm" : "local";
+  ar.evidence.data = ev;
+  ar.evidence.len = ev_len;
+  ar.signing_public_key.data = f->sign_pub;
+  ar.signing_public_key.len = sizeof(f->sign_pub);
+  resp.body_case = AILERON__V1__RESPONSE__BODY_ATTEST;
+  resp.attest = &ar;
+  aln_status st = aln_channel_send_response(ssl, &resp);
+  free(ev);
+  return st;
+}
+
+static aln_status answer_health(SSL *ssl) {
+  Aileron__V1__HealthResponse h = AILERON__V1__HEALTH_RESPONSE__INIT;
+  h.version = "fake";
+  h.tee_provider = "local";
+  h.attested = 1;
+  h.enrolled = 1;
+  Aileron__V1__Response resp = AILERON__V1__RESPONSE__INIT;
+  resp.body_case = AILERON__V1__RESPONSE__BODY_HEALTH;
+  resp.health = &h;
+  return aln_channel_send_response(ssl, &resp);
+}
+
+/* serve_one handles one connection: Attest first, then Health requests. */
+static void *serve_one(void *arg) {
+  struct fake *f = arg;
+  int fd = accept(f->listen_fd, NULL, NULL);
+  if (fd < 0)
+    return NULL;
+  SSL *ssl = SSL_new(f->ctx);
+  int attested = 0;
+  if (ssl != NULL && SSL_set_fd(ssl, fd) == 1 && SSL_accept(ssl) == 1) {
+    for (;;) {
+      Aileron__V1__Request *req = NULL;
+      if (aln_channel_recv_request(ssl, &req) != ALN_OK)
+        break;
+      aln_status st = ALN_ERR_MALFORMED;
+      if (attested)
+        f->requests_after_attest++;
+      if (req->body_case == AILERON__V1__REQUEST__BODY_ATTEST && !attested) {
+        st = answer_attest(f, ssl, req);
+        attested = 1;
+      } else if (req->body_case == AILERON__V1__REQUEST__BODY_HEALTH) {
+        st = answer_health(ssl);
+      }
+      aln_channel_request_free(req);
+      if (st != ALN_OK)
+        break;
+    }
+  }
+  SSL_free(ssl);
+  close(fd);
+  return NULL;
+}
+
+static void fake_start(struct fake *f, enum misbehaviour mode) {
+  memset(f, 0, sizeof(*f));
+  f->mode = mode;
+  EVP_PKEY *key = NULL;
+  X509 *cert = NULL;
+  assert_int_equal(aln_tls_identity_generate(&key, &cert, "fake-enclave", 1), ALN_OK);
+  assert_int_equal(aln_tls_server_ctx_new(&f->ctx, key, cert), ALN_OK);
+  if (mode == TLS12_ONLY) {
+    assert_int_equal(SSL_CTX_set_min_proto_version(f->ctx, TLS1_2_VERSION), 1);
+    assert_int_equal(SSL_CTX_set_max_proto_version(f->ctx, TLS1_2_VERSION), 1);
+  }
+  EVP_PKEY_free(key);
+  X509_free(cert);
+  f->sign_key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+  f->other_key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+  assert_non_null(f->sign_key);
+  assert_non_null(f->other_key);
+  size_t len = sizeof(f->sign_pub);
+  assert_int_equal(EVP_PKEY_get_raw_public_key(f->sign_key, f->sign_pub, &len), 1);
+  assert_int_equal(aln_net_listen(&f->listen_fd, &f->port, "127.0.0.1:0"), ALN_OK);
+  assert_int_equal(pthread_create(&f->thread, NULL, serve_one, f), 0);
+}
+
+static void fake_stop(struct fake *f) {
+  shutdown(f->listen_fd, SHUT_RDWR);
+  pthread_join(f->thread, NULL);
+  close(f->listen_fd);
+  SSL_CTX_free(f->ctx);
+  EVP_PKEY_free(f->sign_key);
+  EVP_PKEY_free(f->other_key);
+}
+
+static char dir[64], key_path[128], cert_path[128];
+
+static int setup(void **state) {
+  (void)state;
+  snprintf(dir, sizeof(dir), "/tmp/aln-client-test-XXXXXX");
+  if (mkdtemp(dir) == NULL)
+    return -1;
+  snprintf(key_path, sizeof(key_path), "%s/host.key", dir);
+  snprintf(cert_path, sizeof(cert_path), "%s/host.crt", dir);
+  EVP_PKEY *key = NULL;
+  X509 *cert = NULL;
+  if (aln_tls_identity_generate(&key, &cert, "test-host", 1) != ALN_OK)
+    return -1;
+  FILE *kf = fopen(key_path, "w"), *cf = fopen(cert_path, "w");
+  int ok = kf && cf && PEM_write_PrivateKey(kf, key, NULL, NULL, 0, NULL, NULL) == 1 && PEM_write_X509(cf, cert) == 1;
+  if (kf)
+    fclose(kf);
+  if (cf)
+    fclose(cf);
+  EVP_PKEY_free(key);
+  X509_free(cert);
+  return ok ? 0 : -1;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  unlink(key_path);
+  unlink(cert_path);
+  rmdir(dir);
+  return 0;
+}
+
+/* call_health runs one Health call through a client in |dev| mode against |f|. */
+static aln_status call_health(struct fake *f, int dev) {
+  char addr[32];
+  snprintf(addr, sizeof(addr), "127.0.0.1:%d", f->port);
+  struct aln_enclave_client_config cfg = {.address = addr, .key_path = key_path, .cert_path = cert_path,
+                                          .dev_mode = dev};
+  struct aln_enclave_client *c = NULL;
+  assert_int_equal(aln_enclave_client_new(&c, &cfg), ALN_OK);
+  Aileron__V1__HealthRequest h = AILERON__V1__HEALTH_REQUEST__INIT;
+  Aileron__V1__Request req = AILERON__V1__REQUEST__INIT;
+  req.body_case = AILERON__V1__REQUEST__BODY_HEALTH;
+  req.health = &h;
+  Aileron__V1__Response *resp = NULL;
+  aln_status st = aln_enclave_client_call(c, &resp, &req);
+  if (st == ALN_OK) {
+    assert_non_null(resp);
+    assert_int_equal(resp->body_case, AILERON__V1__RESPONSE__BODY_HEALTH);
+  }
+  if (resp != NULL)
+    aileron__v1__response__free_unpacked(resp, NULL);
+  aln_enclave_client_free(c);
+  return st;
+}
+
+/* refused runs the client against a fake misbehaving as |mode| and checks it gets
+ * |want| and that nothing but Attest ever reached the fake. */
+static void refused(enum misbehaviour mode, int dev, aln_status want) {
+  struct fake f;
+  fake_start(&f, mode);
+  assert_int_equal(call_health(&f, dev), want);
+  fake_stop(&f);
+  assert_int_equal(f.requests_after_attest, 0);
+}
+
+static void test_honest_enclave_is_accepted_in_dev_mode(void **state) {
+  (void)state;
+  struct fake f;
+  fake_start(&f, HONEST);
+  assert_int_equal(call_health(&f, 1), ALN_OK);
+  fake_stop(&f);
+  assert_int_equal(f.requests_after_attest, 1); /* the Health call itself */
+}
+
+static void test_evidence_from_another_connection_refused(void **state) {
+  (void)state;
+  refused(REPLAYED_BINDING, 1, ALN_ERR_ATTEST_BINDING);
+}
+
+static void test_nonce_not_bound_to_channel_refused(void **state) {
+  (void)state;
+  refused(RAW_NONCE, 1, ALN_ERR_ATTEST_BINDING);
+}
+
+static void test_evidence_signed_by_another_key_refused(void **state) {
+  (void)state;
+  refused(OTHER_KEY, 1, ALN_ERR_ATTEST_SIG);
+}
+
+static void test_unknown_evidence_kind_refused(void **state) {
+  (void)state;
+  refused(UNKNOWN_KIND, 1, ALN_ERR_ATTEST_KIND);
+}
+
+static void test_debug_evidence_refused_outside_dev_mode(void **state) {
+  (void)state;
+  refused(HONEST, 0, ALN_ERR_ATTEST_DEBUG);
+}
+
+static void test_attest_error_is_reported(void **state) {
+  (void)state;
+  refused(ATTEST_REFUSED, 1, ALN_ERR_INTERNAL);
+}
+
+static void test_tls12_enclave_refused(void **state) {
+  (void)state;
+  refused(TLS12_ONLY, 1, ALN_ERR_TLS);
+}
+
+static void test_unreachable_enclave(void **state) {
+  (void)state;
+  struct fake f;
+  fake_start(&f, HONEST);
+  fake_stop(&f); /* listener closed: nothing answers on the port */
+  assert_int_equal(call_health(&f, 1), ALN_ERR_UNAVAILABLE);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_honest_enclave_is_accepted_in_dev_mode),
+      cmocka_unit_test(test_evidence_from_another_connection_refused),
+      cmocka_unit_test(test_nonce_not_bound_to_channel_refused),
+      cmocka_unit_test(test_evidence_signed_by_another_key_refused),
+      cmocka_unit_test(test_unknown_evidence_kind_refused),
+      cmocka_unit_test(test_debug_evidence_refused_outside_dev_mode),
+      cmocka_unit_test(test_attest_error_is_reported),
+      cmocka_unit_test(test_tls12_enclave_refused),
+      cmocka_unit_test(test_unreachable_enclave),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
