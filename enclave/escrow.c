@@ -950,6 +950,53 @@ out:
   return st;
 }
 
+static aln_status host_list_locked(struct aln_escrow *esc, struct aln_host_entry **out, size_t *num_out) {
+  aln_status st = ALN_ERR_INTERNAL;
+  sqlite3_stmt *s = NULL;
+  struct aln_host_entry *list = NULL;
+  size_t num = 0, cap = 0;
+  int rc;
+
+  ALN_GUARD_GOTO(
+      st, db_prepare(esc->db, &s, "SELECT spki_hash, label, enrolled_at FROM hosts ORDER BY enrolled_at, rowid"), out);
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    if (num == cap) {
+      cap = cap ? cap * 2 : 8;
+      struct aln_host_entry *n = realloc(list, cap * sizeof(*list));
+      ALN_ENSURE_GOTO(st, n != NULL, ALN_ERR_NOMEM, out);
+      list = n;
+    }
+    struct aln_host_entry *e = &list[num];
+    memset(e, 0, sizeof(*e));
+    ALN_ENSURE_GOTO(st, sqlite3_column_bytes(s, 0) == 32, ALN_ERR_STORE, out);
+    memcpy(e->spki_hash, sqlite3_column_blob(s, 0), 32);
+    const unsigned char *label = sqlite3_column_text(s, 1);
+    if (label != NULL)
+      snprintf(e->label, sizeof(e->label), "%s", (const char *)label);
+    e->enrolled_at = sqlite3_column_int64(s, 2);
+    num++;
+  }
+  ALN_GUARD_GOTO(st, db_status(rc), out);
+  *out = list;
+  *num_out = num;
+  list = NULL;
+  st = ALN_OK;
+out:
+  free(list);
+  sqlite3_finalize(s);
+  return st;
+}
+
+aln_status aln_escrow_host_list(struct aln_escrow *esc, struct aln_host_entry **out, size_t *num_out) {
+  ALN_ENSURE(esc != NULL && out != NULL && num_out != NULL, ALN_ERR_USAGE);
+  *out = NULL;
+  *num_out = 0;
+  pthread_mutex_lock(&esc->mu);
+  aln_status st = host_list_locked(esc, out, num_out);
+  pthread_mutex_unlock(&esc->mu);
+  return st;
+}
+
 aln_status aln_escrow_host_is_enrolled(struct aln_escrow *esc, int *out, const uint8_t spki_hash[32]) {
   ALN_ENSURE(out != NULL, ALN_ERR_USAGE);
   *out = 0;

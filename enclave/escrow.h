@@ -92,6 +92,18 @@ aln_status aln_escrow_audit_verify_chain(struct aln_escrow *esc, size_t *num_out
 /* Enrolled host client keys, by SHA-256 of their SubjectPublicKeyInfo (DER). */
 aln_status aln_escrow_host_enroll(struct aln_escrow *esc, const uint8_t spki_hash[32], const char *label) ALN_WUR;
 aln_status aln_escrow_host_remove(struct aln_escrow *esc, const uint8_t spki_hash[32]) ALN_WUR;
+#define ALN_HOST_LABEL_MAX 64
+
+struct aln_host_entry {
+  uint8_t spki_hash[32];
+  char label[ALN_HOST_LABEL_MAX + 1]; /* truncated to ALN_HOST_LABEL_MAX bytes */
+  int64_t enrolled_at;
+};
+
+/* aln_escrow_host_list returns every enrolled host, ordered by enrollment time, in
+ * a new array *out of *num_out entries (free with free()). */
+aln_status aln_escrow_host_list(struct aln_escrow *esc, struct aln_host_entry **out, size_t *num_out) ALN_WUR;
+
 /* aln_escrow_host_is_enrolled sets *out to 1 if the key is enrolled, else 0. */
 aln_status aln_escrow_host_is_enrolled(struct aln_escrow *esc, int *out, const uint8_t spki_hash[32]) ALN_WUR;
 

@@ -21,6 +21,7 @@ static void usage(void) {
   fprintf(stderr, "usage: aileron-enclave [serve] --data-dir DIR [--listen HOST:PORT]\n"
                   "       aileron-enclave host enroll CERT-OR-PUBKEY.pem [--label LABEL] --data-dir DIR\n"
                   "       aileron-enclave host remove SPKI-SHA256-HEX --data-dir DIR\n"
+                  "       aileron-enclave host list --data-dir DIR\n"
                   "environment: AILERON_TEE_PROVIDER=local (required; tpm and confidential-space to come)\n");
 }
 
@@ -94,7 +95,35 @@ out:
   return rc;
 }
 
+static int cmd_host_list(const char *data_dir) {
+  struct aln_escrow *esc = NULL;
+  const struct aln_provider *prov = NULL;
+  struct aln_host_entry *list = NULL;
+  size_t num = 0;
+  int rc = open_escrow(&esc, &prov, data_dir);
+  if (rc != 0)
+    return rc;
+  aln_status st = aln_escrow_host_list(esc, &list, &num);
+  aln_escrow_free(esc);
+  if (st != ALN_OK)
+    return fail("listing hosts", st);
+  for (size_t i = 0; i < num; i++) {
+    char hex[2 * ALN_SPKI_HASH_LEN + 1];
+    if (aln_hex_encode(hex, sizeof(hex), list[i].spki_hash, sizeof(list[i].spki_hash)) != ALN_OK)
+      continue;
+    /* Labels come from operators' command lines: print them inert. */
+    for (char *p = list[i].label; *p; p++)
+      if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
+        *p = '?';
+    printf("%s  enrolled %lld  %s\n", hex, (long long)list[i].enrolled_at, list[i].label);
+  }
+  free(list);
+  return 0;
+}
+
 static int cmd_host(int argc, char **argv, const char *data_dir, const char *label) {
+  if (argc == 1 && strcmp(argv[0], "list") == 0)
+    return cmd_host_list(data_dir);
   if (argc != 2)
     return usage(), 2;
   struct aln_escrow *esc = NULL;

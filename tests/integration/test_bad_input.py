@@ -46,6 +46,11 @@ class BadInput(unittest.TestCase):
         self.assertEqual(after["hosts"], self.before["hosts"])
         self.assertEqual(after["audit"], self.before["audit"])
 
+    def connect(self, identity=None, **kw):
+        c = EnclaveConn(self.s.enclave_port, *(identity or ()), **kw)
+        self.addCleanup(c.close)
+        return c
+
     def expect_error_then_close(self, conn, code):
         resp = conn.recv_response()
         self.assertIsNotNone(resp, "no error response before close")
@@ -118,46 +123,53 @@ class BadInput(unittest.TestCase):
         self.assertEqual(code, 200)
         self.assertStoreUnchanged()
 
+    def test_host_list_shows_enrolled_keys_only(self):
+        out = run([os.environ.get("ALN_ENCLAVE_BIN", "aileron-enclave"), "host", "list", "--data-dir",
+                   self.s.enclave_dir], env=self.s.enclave_env).stdout.decode().splitlines()
+        self.assertEqual(len(out), 2, out)  # the daemon's key and the enrolled test client
+        self.assertTrue(any(line.endswith("it-host") for line in out), out)
+        self.assertStoreUnchanged()
+
     # ---- enclave TLS port ---------------------------------------------------
     def test_oversized_frame(self):
-        c = EnclaveConn(self.s.enclave_port, *self.enrolled)
+        c = self.connect(self.enrolled)
         c.send(struct.pack(">I", 2 * 1024 * 1024) + b"\x08\x01")
         self.expect_error_then_close(c, ERR_FRAME_TOO_LARGE)
         self.assertStoreUnchanged()
 
     def test_malformed_frame(self):
-        c = EnclaveConn(self.s.enclave_port, *self.enrolled)
+        c = self.connect(self.enrolled)
         c.send(frame(b"\xff\xff\xff\xff\xff"))
         self.expect_error_then_close(c, ERR_MALFORMED)
-        c = EnclaveConn(self.s.enclave_port, *self.enrolled)
+        c = self.connect(self.enrolled)
         c.send(frame(b"\x08\x01"))  # version only, no body
         self.expect_error_then_close(c, ERR_MALFORMED)
-        c = EnclaveConn(self.s.enclave_port, *self.enrolled)
+        c = self.connect(self.enrolled)
         c.send(b"\x00\x00\x00\x00")  # zero length
         self.expect_error_then_close(c, ERR_MALFORMED)
-        c = EnclaveConn(self.s.enclave_port, *self.enrolled)
+        c = self.connect(self.enrolled)
         c.send(frame(b"\x08\x02" + field_bytes(HEALTH, b"")))  # version 2
         self.expect_error_then_close(c, ERR_VERSION)
         self.assertStoreUnchanged()
 
     def test_trailing_garbage(self):
-        c = EnclaveConn(self.s.enclave_port, *self.enrolled)
+        c = self.connect(self.enrolled)
         c.send(frame(request(HEALTH)) + b"garbage")
         self.expect_error_then_close(c, ERR_TRAILING)
         self.assertStoreUnchanged()
 
     def test_truncated_frame_closes_without_answer(self):
-        c = EnclaveConn(self.s.enclave_port, *self.enrolled)
+        c = self.connect(self.enrolled)
         c.send(struct.pack(">I", 100) + b"\x08\x01")
         c.close()  # the peer goes away mid-frame: no answer is owed, nothing stored
         self.assertStoreUnchanged()
         # the enclave still serves others
-        ok = EnclaveConn(self.s.enclave_port, *self.enrolled)
+        ok = self.connect(self.enrolled)
         ok.send(frame(request(HEALTH)))
         self.assertEqual(ok.recv_response()[0], 0)
 
     def test_unenrolled_client_gets_only_health(self):
-        c = EnclaveConn(self.s.enclave_port, *self.stranger)
+        c = self.connect(self.stranger)
         c.send(frame(request(HEALTH)))
         status, _, fields = c.recv_response()
         self.assertEqual(status, 0)
@@ -165,25 +177,25 @@ class BadInput(unittest.TestCase):
         c.send(frame(request(ATTEST, field_bytes(1, os.urandom(32)))))
         self.expect_error_then_close(c, ERR_NOT_ENROLLED)
         for body_field in (LIST, PUT):
-            c = EnclaveConn(self.s.enclave_port, *self.stranger)
+            c = self.connect(self.stranger)
             c.send(frame(request(body_field, field_bytes(1, b"gh") if body_field == PUT else b"")))
             self.expect_error_then_close(c, ERR_NOT_ENROLLED)
         self.assertStoreUnchanged()
 
     def test_enrolled_but_not_attested_gets_no_credential_rpc(self):
-        c = EnclaveConn(self.s.enclave_port, *self.enrolled)
+        c = self.connect(self.enrolled)
         c.send(frame(request(LIST)))
         self.expect_error_then_close(c, ERR_NOT_ATTESTED)
         self.assertStoreUnchanged()
 
     def test_tls12_and_certless_clients_refused(self):
         with self.assertRaises((ssl.SSLError, ConnectionResetError, OSError)):
-            c = EnclaveConn(self.s.enclave_port, *self.enrolled, tls12=True)
+            c = self.connect(self.enrolled, tls12=True)
             c.send(frame(request(HEALTH)))
             if c.recv_response() is None:
                 raise ssl.SSLError("closed")
         with self.assertRaises((ssl.SSLError, ConnectionResetError, OSError)):
-            c = EnclaveConn(self.s.enclave_port)
+            c = self.connect()
             c.send(frame(request(HEALTH)))
             if c.recv_response() is None:
                 raise ssl.SSLError("closed")

@@ -875,6 +875,21 @@ static void test_hosts(void **state) {
   assert_int_equal(aln_escrow_host_enroll(f->esc, h2, NULL), ALN_OK);
   assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM hosts"), 2);
 
+  struct aln_host_entry *list = NULL;
+  size_t num = 0;
+  assert_int_equal(aln_escrow_host_list(f->esc, &list, &num), ALN_OK);
+  assert_int_equal(num, 2);
+  int found1 = 0, found2 = 0;
+  for (size_t i = 0; i < num; i++) {
+    assert_true(list[i].enrolled_at > 0);
+    if (memcmp(list[i].spki_hash, h1, 32) == 0)
+      found1 = strcmp(list[i].label, "renamed") == 0;
+    if (memcmp(list[i].spki_hash, h2, 32) == 0)
+      found2 = list[i].label[0] == '\0';
+  }
+  assert_true(found1 && found2);
+  free(list);
+
   assert_int_equal(aln_escrow_host_remove(f->esc, h1), ALN_OK);
   assert_int_equal(aln_escrow_host_is_enrolled(f->esc, &on, h1), ALN_OK);
   assert_int_equal(on, 0);
@@ -887,6 +902,10 @@ static void test_hosts(void **state) {
   reopen(f, &f->kek);
   assert_int_equal(aln_escrow_host_is_enrolled(f->esc, &on, h2), ALN_OK);
   assert_int_equal(on, 1);
+  assert_int_equal(aln_escrow_host_list(f->esc, &list, &num), ALN_OK);
+  assert_int_equal(num, 1);
+  assert_memory_equal(list[0].spki_hash, h2, 32);
+  free(list);
 }
 
 /* --- concurrency: the enclave serves connections from several threads --- */
