@@ -98,6 +98,23 @@ class BrokeredCall(unittest.TestCase):
         code, doc, _ = self.use("nope", self.s.upstream("/v1/a"))
         self.assertEqual((code, doc["error"]["code"]), (404, "ALN_ERR_NOT_FOUND"))
 
+    def test_no_audit_row_no_answer(self):
+        # Make every audit insert fail (as a full disk would) and check the enclave
+        # withholds the upstream answer rather than answering unrecorded.
+        db = sqlite3.connect(f"{self.s.enclave_dir}/escrow.db", timeout=10)
+        db.execute("CREATE TRIGGER it_no_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'no'); END")
+        db.commit()
+        try:
+            code, doc, raw = self.use("gh", self.s.upstream("/v1/unrecorded"))
+            self.assertEqual((code, doc["error"]["code"]), (502, "ALN_ERR_STORE"), raw)
+            self.assertNotIn(b"/v1/unrecorded", raw)
+        finally:
+            db.execute("DROP TRIGGER it_no_audit")
+            db.commit()
+            db.close()
+        code, _, _ = self.use("gh", self.s.upstream("/v1/recorded"))
+        self.assertEqual(code, 200)
+
     def test_zz_audit_rows_and_secret_nowhere(self):
         # Runs last (name order): every other test has used the stack by now.
         self.use("gh", self.s.upstream("/v1/audit-me"))
