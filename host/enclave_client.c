@@ -8,6 +8,7 @@
 #include <openssl/rand.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,24 +23,30 @@
 #define CONNECT_TIMEOUT_MS 5000
 #define IO_TIMEOUT_S 90
 
-struct aln_enclave_client {
+/* One attested connection of the pool; its mutex is held for a whole exchange. */
+struct conn {
   pthread_mutex_t mu;
-  char *address;
-  int dev_mode;
-  SSL_CTX *ctx;
   SSL *ssl; /* non-NULL only while attested */
   int fd;
 };
 
-static void disconnect(struct aln_enclave_client *c) {
-  if (c->ssl != NULL) {
-    SSL_shutdown(c->ssl);
-    SSL_free(c->ssl);
-    c->ssl = NULL;
+struct aln_enclave_client {
+  char *address;
+  int dev_mode;
+  SSL_CTX *ctx;
+  atomic_uint next; /* where a caller waits when every connection is busy */
+  struct conn pool[ALN_ENCLAVE_POOL_MAX];
+};
+
+static void disconnect(struct conn *k) {
+  if (k->ssl != NULL) {
+    SSL_shutdown(k->ssl);
+    SSL_free(k->ssl);
+    k->ssl = NULL;
   }
-  if (c->fd >= 0) {
-    close(c->fd);
-    c->fd = -1;
+  if (k->fd >= 0) {
+    close(k->fd);
+    k->fd = -1;
   }
   ERR_clear_error();
 }
@@ -62,7 +69,7 @@ static aln_status verify_evidence(struct aln_enclave_client *c, SSL *ssl, const 
   return ALN_OK;
 }
 
-static aln_status connect_and_attest(struct aln_enclave_client *c) {
+static aln_status connect_and_attest(struct aln_enclave_client *c, struct conn *k) {
   aln_status st = ALN_ERR_INTERNAL;
   SSL *ssl = NULL;
   int fd = -1;
@@ -92,8 +99,8 @@ static aln_status connect_and_attest(struct aln_enclave_client *c) {
   ALN_ENSURE_GOTO(st, resp->body_case == AILERON__V1__RESPONSE__BODY_ATTEST, ALN_ERR_MALFORMED, out);
   ALN_GUARD_GOTO(st, verify_evidence(c, ssl, nonce, resp->attest), out);
 
-  c->ssl = ssl;
-  c->fd = fd;
+  k->ssl = ssl;
+  k->fd = fd;
   ssl = NULL;
   fd = -1;
   st = ALN_OK;
@@ -137,9 +144,11 @@ aln_status aln_enclave_client_new(struct aln_enclave_client **out, const struct 
   ALN_GUARD(aln_net_parse_hostport(host, sizeof(host), &port, cfg->address, 0));
   struct aln_enclave_client *c = calloc(1, sizeof(*c));
   ALN_ENSURE(c != NULL, ALN_ERR_NOMEM);
-  c->fd = -1;
   c->dev_mode = cfg->dev_mode;
-  pthread_mutex_init(&c->mu, NULL);
+  for (size_t i = 0; i < ALN_ENCLAVE_POOL_MAX; i++) {
+    c->pool[i].fd = -1;
+    pthread_mutex_init(&c->pool[i].mu, NULL);
+  }
   c->address = strdup(cfg->address);
   aln_status st = c->address != NULL ? load_identity(&c->ctx, cfg->key_path, cfg->cert_path) : ALN_ERR_NOMEM;
   if (st != ALN_OK) {
@@ -153,48 +162,61 @@ aln_status aln_enclave_client_new(struct aln_enclave_client **out, const struct 
 void aln_enclave_client_free(struct aln_enclave_client *c) {
   if (c == NULL)
     return;
-  disconnect(c);
+  for (size_t i = 0; i < ALN_ENCLAVE_POOL_MAX; i++) {
+    disconnect(&c->pool[i]);
+    pthread_mutex_destroy(&c->pool[i].mu);
+  }
   SSL_CTX_free(c->ctx);
   free(c->address);
-  pthread_mutex_destroy(&c->mu);
   free(c);
 }
 
-/* exchange sends |req| on the current connection and reads the answer. */
-static aln_status exchange(struct aln_enclave_client *c, Aileron__V1__Response **out, Aileron__V1__Request *req) {
-  ALN_GUARD(aln_channel_send_request(c->ssl, req));
-  return aln_channel_recv_response(c->ssl, out);
+/* exchange sends |req| on |k| and reads the answer. */
+static aln_status exchange(struct conn *k, Aileron__V1__Response **out, Aileron__V1__Request *req) {
+  ALN_GUARD(aln_channel_send_request(k->ssl, req));
+  return aln_channel_recv_response(k->ssl, out);
 }
 
-/* idle_conn_dead says whether the pooled connection was closed by the enclave while
+/* idle_conn_dead says whether a pooled connection was closed by the enclave while
  * idle (idle timeout, restart). The protocol is lockstep, so anything readable on an
  * idle connection is its end: close_notify, EOF or a reset. */
-static int idle_conn_dead(struct aln_enclave_client *c) {
-  struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+static int idle_conn_dead(const struct conn *k) {
+  struct pollfd pfd = {.fd = k->fd, .events = POLLIN};
   return poll(&pfd, 1, 0) != 0;
+}
+
+/* acquire locks a free connection of the pool, preferring the first ones so a
+ * quiet host keeps few connections open; when all are busy it waits on one. */
+static struct conn *acquire(struct aln_enclave_client *c) {
+  for (size_t i = 0; i < ALN_ENCLAVE_POOL_MAX; i++)
+    if (pthread_mutex_trylock(&c->pool[i].mu) == 0)
+      return &c->pool[i];
+  struct conn *k = &c->pool[atomic_fetch_add(&c->next, 1) % ALN_ENCLAVE_POOL_MAX];
+  pthread_mutex_lock(&k->mu);
+  return k;
 }
 
 aln_status aln_enclave_client_call(struct aln_enclave_client *c, Aileron__V1__Response **out,
                                    Aileron__V1__Request *req) {
   *out = NULL;
   req->version = AILERON__V1__PROTOCOL_VERSION__PROTOCOL_VERSION_1;
-  pthread_mutex_lock(&c->mu);
-  if (c->ssl != NULL && idle_conn_dead(c))
-    disconnect(c);
+  struct conn *k = acquire(c);
+  if (k->ssl != NULL && idle_conn_dead(k))
+    disconnect(k);
   aln_status st = ALN_OK;
-  if (c->ssl == NULL)
-    st = connect_and_attest(c);
+  if (k->ssl == NULL)
+    st = connect_and_attest(c, k);
   if (st == ALN_OK)
-    st = exchange(c, out, req);
+    st = exchange(k, out, req);
   if (st != ALN_OK)
-    disconnect(c);
+    disconnect(k);
   else if ((*out)->status != ALN_OK) {
     st = (aln_status)(*out)->status;
     /* After a protocol or state refusal the enclave closes the connection; an
      * ordinary refusal (not found, destination not allowed) keeps it open. */
     if (aln_status_category(st) == ALN_CAT_PROTO || st == ALN_ERR_NOT_ENROLLED || st == ALN_ERR_NOT_ATTESTED)
-      disconnect(c);
+      disconnect(k);
   }
-  pthread_mutex_unlock(&c->mu);
+  pthread_mutex_unlock(&k->mu);
   return st;
 }

@@ -2,12 +2,16 @@
  * host's client certificate, sends Attest with a fresh nonce, verifies the evidence
  * and recomputes the channel binding from its own side of the connection before
  * any other RPC. A "local" (debug) enclave is refused unless dev mode is on.
- * One pooled connection, serialised by a mutex; re-attested on every reconnect. */
+ * A pool of up to ALN_ENCLAVE_POOL_MAX connections, each used by one call at a
+ * time and attested afresh whenever it is (re)opened, so a slow upstream behind one
+ * call does not hold up the others. */
 #ifndef ALN_HOST_ENCLAVE_CLIENT_H
 #define ALN_HOST_ENCLAVE_CLIENT_H
 
 #include "aileron/v1/enclave.pb-c.h"
 #include "proto/status.h"
+
+#define ALN_ENCLAVE_POOL_MAX 8
 
 struct aln_enclave_client;
 

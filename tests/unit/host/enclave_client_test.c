@@ -39,7 +39,10 @@ enum misbehaviour {
   UNKNOWN_KIND,     /* evidence_kind "tpm" with local evidence inside */
   ATTEST_REFUSED,   /* answers Attest with an error status */
   TLS12_ONLY,       /* the server speaks TLS 1.2 at most */
+  HOLD_FIRST,       /* honest; the first Health waits until a second one arrives */
 };
+
+#define FAKE_CONNS_MAX 8
 
 struct fake {
   enum misbehaviour mode;
@@ -49,7 +52,17 @@ struct fake {
   SSL_CTX *ctx;
   EVP_PKEY *sign_key, *other_key;
   uint8_t sign_pub[32];
-  int requests_after_attest; /* what reached the fake after its Attest answer */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int requests_after_attest;  /* what reached the fake after its Attest answer */
+  int inflight, max_inflight; /* Health requests being answered at once */
+  pthread_t conns[FAKE_CONNS_MAX];
+  int num_conns;
+};
+
+struct fake_conn {
+  struct fake *f;
+  int fd;
 };
 
 static aln_status answer_attest(struct fake *f, SSL *ssl, const Aileron__V1__Request *req) {
@@ -96,26 +109,49 @@ static aln_status answer_health(SSL *ssl) {
   return aln_channel_send_response(ssl, &resp);
 }
 
-/* serve_one handles one connection: Attest first, then Health requests. */
-static void *serve_one(void *arg) {
-  struct fake *f = arg;
-  int fd = accept(f->listen_fd, NULL, NULL);
-  if (fd < 0)
-    return NULL;
+/* hold_health, in HOLD_FIRST mode, keeps the first Health request waiting (at most
+ * 5 s) until another one is in flight: proof that two calls reached the enclave at
+ * the same time, which a client serialising every call cannot produce. */
+static void hold_health(struct fake *f) {
+  pthread_mutex_lock(&f->mu);
+  f->inflight++;
+  if (f->inflight > f->max_inflight)
+    f->max_inflight = f->inflight;
+  pthread_cond_broadcast(&f->cv);
+  if (f->mode == HOLD_FIRST && f->inflight == 1 && f->max_inflight == 1) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 5;
+    while (f->max_inflight < 2 && pthread_cond_timedwait(&f->cv, &f->mu, &until) == 0)
+      ;
+  }
+  f->inflight--;
+  pthread_mutex_unlock(&f->mu);
+}
+
+/* serve_conn handles one connection: Attest first, then Health requests. */
+static void *serve_conn(void *arg) {
+  struct fake_conn fc = *(struct fake_conn *)arg;
+  struct fake *f = fc.f;
+  free(arg);
   SSL *ssl = SSL_new(f->ctx);
   int attested = 0;
-  if (ssl != NULL && SSL_set_fd(ssl, fd) == 1 && SSL_accept(ssl) == 1) {
+  if (ssl != NULL && SSL_set_fd(ssl, fc.fd) == 1 && SSL_accept(ssl) == 1) {
     for (;;) {
       Aileron__V1__Request *req = NULL;
       if (aln_channel_recv_request(ssl, &req) != ALN_OK)
         break;
       aln_status st = ALN_ERR_MALFORMED;
-      if (attested)
+      if (attested) {
+        pthread_mutex_lock(&f->mu);
         f->requests_after_attest++;
+        pthread_mutex_unlock(&f->mu);
+      }
       if (req->body_case == AILERON__V1__REQUEST__BODY_ATTEST && !attested) {
         st = answer_attest(f, ssl, req);
         attested = 1;
       } else if (req->body_case == AILERON__V1__REQUEST__BODY_HEALTH) {
+        hold_health(f);
         st = answer_health(ssl);
       }
       aln_channel_request_free(req);
@@ -124,13 +160,39 @@ static void *serve_one(void *arg) {
     }
   }
   SSL_free(ssl);
-  close(fd);
+  close(fc.fd);
   return NULL;
+}
+
+/* accept_loop serves connections until the listener is shut down. */
+static void *accept_loop(void *arg) {
+  struct fake *f = arg;
+  for (;;) {
+    int fd = accept(f->listen_fd, NULL, NULL);
+    if (fd < 0)
+      return NULL;
+    struct fake_conn *fc = malloc(sizeof(*fc));
+    if (fc == NULL || f->num_conns == FAKE_CONNS_MAX) {
+      free(fc);
+      close(fd);
+      continue;
+    }
+    fc->f = f;
+    fc->fd = fd;
+    if (pthread_create(&f->conns[f->num_conns], NULL, serve_conn, fc) == 0)
+      f->num_conns++;
+    else {
+      free(fc);
+      close(fd);
+    }
+  }
 }
 
 static void fake_start(struct fake *f, enum misbehaviour mode) {
   memset(f, 0, sizeof(*f));
   f->mode = mode;
+  pthread_mutex_init(&f->mu, NULL);
+  pthread_cond_init(&f->cv, NULL);
   EVP_PKEY *key = NULL;
   X509 *cert = NULL;
   assert_int_equal(aln_tls_identity_generate(&key, &cert, "fake-enclave", 1), ALN_OK);
@@ -148,13 +210,17 @@ static void fake_start(struct fake *f, enum misbehaviour mode) {
   size_t len = sizeof(f->sign_pub);
   assert_int_equal(EVP_PKEY_get_raw_public_key(f->sign_key, f->sign_pub, &len), 1);
   assert_int_equal(aln_net_listen(&f->listen_fd, &f->port, "127.0.0.1:0"), ALN_OK);
-  assert_int_equal(pthread_create(&f->thread, NULL, serve_one, f), 0);
+  assert_int_equal(pthread_create(&f->thread, NULL, accept_loop, f), 0);
 }
 
 static void fake_stop(struct fake *f) {
   shutdown(f->listen_fd, SHUT_RDWR);
   pthread_join(f->thread, NULL);
+  for (int i = 0; i < f->num_conns; i++)
+    pthread_join(f->conns[i], NULL); /* each ends when its client disconnects */
   close(f->listen_fd);
+  pthread_cond_destroy(&f->cv);
+  pthread_mutex_destroy(&f->mu);
   SSL_CTX_free(f->ctx);
   EVP_PKEY_free(f->sign_key);
   EVP_PKEY_free(f->other_key);
@@ -192,26 +258,35 @@ static int teardown(void **state) {
   return 0;
 }
 
-/* call_health runs one Health call through a client in |dev| mode against |f|. */
-static aln_status call_health(struct fake *f, int dev) {
+static struct aln_enclave_client *client_new(struct fake *f, int dev) {
   char addr[32];
   snprintf(addr, sizeof(addr), "127.0.0.1:%d", f->port);
-  struct aln_enclave_client_config cfg = {.address = addr, .key_path = key_path, .cert_path = cert_path,
-                                          .dev_mode = dev};
+  struct aln_enclave_client_config cfg = {
+      .address = addr, .key_path = key_path, .cert_path = cert_path, .dev_mode = dev};
   struct aln_enclave_client *c = NULL;
   assert_int_equal(aln_enclave_client_new(&c, &cfg), ALN_OK);
+  return c;
+}
+
+/* health runs one Health call on |c|. */
+static aln_status health(struct aln_enclave_client *c) {
   Aileron__V1__HealthRequest h = AILERON__V1__HEALTH_REQUEST__INIT;
   Aileron__V1__Request req = AILERON__V1__REQUEST__INIT;
   req.body_case = AILERON__V1__REQUEST__BODY_HEALTH;
   req.health = &h;
   Aileron__V1__Response *resp = NULL;
   aln_status st = aln_enclave_client_call(c, &resp, &req);
-  if (st == ALN_OK) {
-    assert_non_null(resp);
-    assert_int_equal(resp->body_case, AILERON__V1__RESPONSE__BODY_HEALTH);
-  }
+  if (st == ALN_OK && (resp == NULL || resp->body_case != AILERON__V1__RESPONSE__BODY_HEALTH))
+    st = ALN_ERR_INTERNAL; /* checked by the caller's status assertion */
   if (resp != NULL)
     aileron__v1__response__free_unpacked(resp, NULL);
+  return st;
+}
+
+/* call_health runs one Health call through a new client in |dev| mode against |f|. */
+static aln_status call_health(struct fake *f, int dev) {
+  struct aln_enclave_client *c = client_new(f, dev);
+  aln_status st = health(c);
   aln_enclave_client_free(c);
   return st;
 }
@@ -278,6 +353,48 @@ static void test_unreachable_enclave(void **state) {
   assert_int_equal(call_health(&f, 1), ALN_ERR_UNAVAILABLE);
 }
 
+struct caller {
+  struct aln_enclave_client *c;
+  aln_status st;
+};
+
+static void *call_thread(void *arg) {
+  struct caller *k = arg;
+  k->st = health(k->c);
+  return NULL;
+}
+
+static void test_concurrent_calls_are_not_serialised(void **state) {
+  (void)state;
+  struct fake f;
+  fake_start(&f, HOLD_FIRST);
+  struct aln_enclave_client *c = client_new(&f, 1);
+  struct caller a = {.c = c}, b = {.c = c};
+  pthread_t ta, tb;
+  assert_int_equal(pthread_create(&ta, NULL, call_thread, &a), 0);
+  assert_int_equal(pthread_create(&tb, NULL, call_thread, &b), 0);
+  pthread_join(ta, NULL);
+  pthread_join(tb, NULL);
+  assert_int_equal(a.st, ALN_OK);
+  assert_int_equal(b.st, ALN_OK);
+  aln_enclave_client_free(c);
+  fake_stop(&f);
+  assert_int_equal(f.max_inflight, 2);
+}
+
+static void test_pooled_connection_is_reused(void **state) {
+  (void)state;
+  struct fake f;
+  fake_start(&f, HONEST);
+  struct aln_enclave_client *c = client_new(&f, 1);
+  for (int i = 0; i < 5; i++)
+    assert_int_equal(health(c), ALN_OK);
+  aln_enclave_client_free(c);
+  fake_stop(&f);
+  assert_int_equal(f.num_conns, 1); /* one connection, attested once */
+  assert_int_equal(f.requests_after_attest, 5);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_honest_enclave_is_accepted_in_dev_mode),
@@ -289,6 +406,8 @@ int main(void) {
       cmocka_unit_test(test_attest_error_is_reported),
       cmocka_unit_test(test_tls12_enclave_refused),
       cmocka_unit_test(test_unreachable_enclave),
+      cmocka_unit_test(test_concurrent_calls_are_not_serialised),
+      cmocka_unit_test(test_pooled_connection_is_reused),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
