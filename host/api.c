@@ -689,6 +689,9 @@ struct api_req {
   int name_ok;
   struct aln_session session;
   struct aln_cbb body;
+  aln_status early;    /* refusal decided from the headers, answered after the body */
+  unsigned early_http; /* its HTTP status when not the category's (405) */
+  size_t drained;      /* body bytes read and dropped for a refused request */
 };
 
 static enum route route_of(struct api_req *r, const char *url) {
@@ -928,19 +931,32 @@ static enum MHD_Result api_begin(struct aln_api *api, struct MHD_Connection *con
               : strcmp(method, "DELETE") == 0 ? METHOD_DELETE
                                               : METHOD_OTHER;
   r->route = route_of(r, url);
-  if (r->route == ROUTE_NONE)
-    return answer(api, conn, r, ALN_ERR_NOT_FOUND, 0, NULL);
-  if (!method_allowed(r->route, r->method))
-    return answer(api, conn, r, ALN_ERR_USAGE, MHD_HTTP_METHOD_NOT_ALLOWED, NULL);
-  aln_status st = authenticate(api, r, conn);
-  if (st == ALN_OK && (r->route == ROUTE_CREDENTIAL || r->route == ROUTE_USE) && !r->name_ok)
-    st = ALN_ERR_BAD_NAME;
+  aln_status st = ALN_OK;
+  unsigned http = 0;
+  if (r->route == ROUTE_NONE) {
+    st = ALN_ERR_NOT_FOUND;
+  } else if (!method_allowed(r->route, r->method)) {
+    st = ALN_ERR_USAGE;
+    http = MHD_HTTP_METHOD_NOT_ALLOWED;
+  } else {
+    st = authenticate(api, r, conn);
+    if (st == ALN_OK && (r->route == ROUTE_CREDENTIAL || r->route == ROUTE_USE) && !r->name_ok)
+      st = ALN_ERR_BAD_NAME;
+  }
+  aln_status size_st = content_length_ok(conn);
   if (st == ALN_OK)
-    st = content_length_ok(conn);
+    st = size_st;
   if (st == ALN_OK)
     st = aln_cbb_init(&r->body, 0, ALN_API_BODY_MAX);
-  if (st != ALN_OK)
-    return answer(api, conn, r, st, 0, NULL);
+  if (st == ALN_OK)
+    return MHD_YES;
+  /* Refused from the headers alone, so no body is kept. A body within the cap is
+   * read and dropped before answering, so a client still writing it reads the
+   * answer instead of a reset; a body declared past the cap is answered now. */
+  if (size_st != ALN_OK)
+    return answer(api, conn, r, st, http, NULL);
+  r->early = st;
+  r->early_http = http;
   return MHD_YES;
 }
 
@@ -986,11 +1002,18 @@ static enum MHD_Result api_handle(void *cls, struct MHD_Connection *conn, const 
   if (*upload_data_size > 0) {
     /* Past the cap with no Content-Length announcing it (chunked): close the
      * connection rather than read on. */
-    if (aln_cbb_add_bytes(&r->body, (const uint8_t *)upload_data, *upload_data_size) != ALN_OK)
+    if (r->early != ALN_OK) {
+      r->drained += *upload_data_size;
+      if (r->drained > ALN_API_BODY_MAX)
+        return MHD_NO;
+    } else if (aln_cbb_add_bytes(&r->body, (const uint8_t *)upload_data, *upload_data_size) != ALN_OK) {
       return MHD_NO;
+    }
     *upload_data_size = 0;
     return MHD_YES;
   }
+  if (r->early != ALN_OK)
+    return answer(api, conn, r, r->early, r->early_http, NULL);
   return api_finish(api, conn, r);
 }
 

@@ -19,7 +19,8 @@ aln_status aln_channel_send_response(SSL *ssl, const Aileron__V1__Response *resp
  * ALN_ERR_TRUNCATED if the peer closed mid-frame, ALN_ERR_FRAME_TOO_LARGE past the
  * cap (checked before allocating), ALN_ERR_MALFORMED if it does not unpack or
  * carries no body, ALN_ERR_VERSION for another protocol version, ALN_ERR_TRAILING if
- * the peer sent more bytes before the answer (the protocol is lockstep). */
+ * the peer sent more bytes in the same TLS record as the frame (the protocol is
+ * lockstep). A peer that hangs up without close_notify gives ALN_ERR_TLS. */
 aln_status aln_channel_recv_request(SSL *ssl, Aileron__V1__Request **out) ALN_WUR;
 
 /* aln_channel_recv_response as aln_channel_recv_request for a Response; also

@@ -1,6 +1,7 @@
 /* TCP endpoints (see net.h). */
 #include "proto/net.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -129,7 +130,12 @@ int aln_net_is_loopback_addr(const char *addr) {
   int port;
   if (aln_net_parse_hostport(host, sizeof(host), &port, addr, 1) != ALN_OK)
     return 0;
-  if (strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0)
+  if (strcmp(host, "localhost") == 0)
     return 1;
-  return strncmp(host, "127.", 4) == 0 && strspn(host, "0123456789.") == strlen(host);
+  /* Numeric addresses only: anything else would go to the resolver. */
+  struct in_addr a4;
+  struct in6_addr a6;
+  if (inet_pton(AF_INET, host, &a4) == 1)
+    return (ntohl(a4.s_addr) >> 24) == 127;
+  return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
 }

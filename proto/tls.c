@@ -113,7 +113,9 @@ aln_status aln_tls_peer_spki_hash(uint8_t out[ALN_SPKI_HASH_LEN], SSL *ssl) {
 }
 
 aln_status aln_tls_exporter(uint8_t out[ALN_EXPORTER_LEN], SSL *ssl) {
-  ALN_ENSURE(SSL_version(ssl) == TLS1_3_VERSION, ALN_ERR_TLS);
+  /* TLS 1.3 can export before the handshake is done (before the client's
+   * certificate is checked): only a finished handshake may bind evidence. */
+  ALN_ENSURE(SSL_version(ssl) == TLS1_3_VERSION && SSL_is_init_finished(ssl), ALN_ERR_TLS);
   ALN_ENSURE(SSL_export_keying_material(ssl, out, ALN_EXPORTER_LEN, ALN_EXPORTER_LABEL, strlen(ALN_EXPORTER_LABEL),
                                         NULL, 0, 0) == 1,
              ALN_ERR_TLS);
@@ -125,7 +127,10 @@ aln_status aln_tls_load_pem_spki_hash(uint8_t out[ALN_SPKI_HASH_LEN], const char
   X509 *cert = NULL;
   EVP_PKEY *key = NULL;
   BIO *bio = BIO_new_file(path, "r");
-  ALN_ENSURE(bio != NULL, ALN_ERR_IO);
+  if (bio == NULL) {
+    ERR_clear_error();
+    return ALN_ERR_IO;
+  }
   cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
   if (cert != NULL) {
     st = aln_tls_cert_spki_hash(out, cert);
