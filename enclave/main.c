@@ -22,7 +22,9 @@ static void usage(void) {
                   "       aileron-enclave host enroll CERT-OR-PUBKEY.pem [--label LABEL] --data-dir DIR\n"
                   "       aileron-enclave host remove SPKI-SHA256-HEX --data-dir DIR\n"
                   "       aileron-enclave host list --data-dir DIR\n"
-                  "environment: AILERON_TEE_PROVIDER=local (required; tpm and confidential-space to come)\n");
+                  "environment: AILERON_TEE_PROVIDER=local|tpm (required; confidential-space to come)\n"
+                  "             tpm: AILERON_TPM_TCTI (e.g. device:/dev/tpmrm0), AILERON_TPM_PCRS (default "
+                  "sha256:7)\n");
 }
 
 static int fail(const char *what, aln_status st) {
@@ -39,7 +41,7 @@ static int open_escrow(struct aln_escrow **esc, const struct aln_provider **prov
   }
   *prov = aln_provider_find(name);
   if (*prov == NULL) {
-    fprintf(stderr, "aileron-enclave: TEE provider '%.32s' is not available in this build (have: local)\n", name);
+    fprintf(stderr, "aileron-enclave: TEE provider '%.32s' is not available in this build (have: local, tpm)\n", name);
     return 2;
   }
   aln_status st = aln_private_dir_ensure(data_dir);
@@ -84,7 +86,7 @@ static int cmd_serve(const char *data_dir, const char *listen) {
     goto out;
   }
   fprintf(stderr, "aileron-enclave: listening on %s port %d (provider %s%s)\n", listen, aln_server_port(srv),
-          prov->name, strcmp(prov->name, "local") == 0 ? ", DEBUG evidence: dev only" : "");
+          prov->name, strcmp(prov->evidence_kind, "local") == 0 ? ", DEBUG evidence: dev only" : "");
   st = aln_server_run(srv, sfd);
   close(sfd);
   fprintf(stderr, "aileron-enclave: stopped\n");

@@ -1,7 +1,8 @@
 /* TEE providers: where the key-encryption key (KEK) and the evidence come from.
  * One small table of functions per provider; AILERON_TEE_PROVIDER picks one by name.
  * The foundation has "local": a 32-byte KEK in a 0600 file in the data dir and
- * self-signed debug evidence. "tpm" and "confidential-space" slot in beside it. */
+ * self-signed debug evidence; "tpm" seals the KEK to a TPM 2.0 under a PCR policy.
+ * "confidential-space" slots in beside them. */
 #ifndef ALN_ENCLAVE_PROVIDER_H
 #define ALN_ENCLAVE_PROVIDER_H
 
@@ -33,5 +34,13 @@ const struct aln_provider *aln_provider_find(const char *name);
  * ALN_ERR_PERMS if the file is readable by group/others, ALN_ERR_STORE if it has
  * the wrong size. Exposed for tests. */
 aln_status aln_local_kek_load(struct aln_secret *out, const char *data_dir) ALN_WUR;
+
+/* aln_tpm_kek_load is the tpm provider's kek_load: unseals the KEK sealed in
+ * DATA_DIR/kek.tpm by the TPM named by AILERON_TPM_TCTI, or on first start seals a
+ * new random one under a PolicyPCR policy on AILERON_TPM_PCRS (default sha256:7),
+ * checks that it unseals, and writes kek.tpm (0600). ALN_ERR_KEK_POLICY if the PCRs
+ * changed since sealing, ALN_ERR_TPM if the TPM fails, ALN_ERR_USAGE for bad
+ * settings; kek.tpm is never rewritten or deleted. Prints why to stderr. */
+aln_status aln_tpm_kek_load(struct aln_secret *out, const char *data_dir) ALN_WUR;
 
 #endif

@@ -42,6 +42,7 @@
   X(ALN_ERR_EXPIRED, ALN_CAT_DENIED, 6, "credential expired")                                                          \
   X(ALN_ERR_NOT_FOUND, ALN_CAT_NOT_FOUND, 1, "not found")                                                              \
   X(ALN_ERR_EXISTS, ALN_CAT_CONFLICT, 1, "already exists")                                                             \
+  X(ALN_ERR_KEK_POLICY, ALN_CAT_CONFLICT, 2, "KEK sealed to other PCR values (platform state changed)")                 \
   X(ALN_ERR_TRUNCATED, ALN_CAT_PROTO, 1, "truncated input")                                                            \
   X(ALN_ERR_TRAILING, ALN_CAT_PROTO, 2, "trailing bytes after message")                                                \
   X(ALN_ERR_FRAME_TOO_LARGE, ALN_CAT_PROTO, 3, "frame exceeds size limit")                                             \
@@ -62,6 +63,7 @@
   X(ALN_ERR_STORE, ALN_CAT_IO, 7, "storage failure")                                                                   \
   X(ALN_ERR_UNAVAILABLE, ALN_CAT_IO, 8, "enclave unavailable")                                                         \
   X(ALN_ERR_PERMS, ALN_CAT_IO, 9, "file permissions too open")                                                         \
+  X(ALN_ERR_TPM, ALN_CAT_IO, 10, "TPM operation failed")                                                               \
   X(ALN_ERR_INTERNAL, ALN_CAT_INTERNAL, 1, "internal error")                                                           \
   X(ALN_ERR_NOMEM, ALN_CAT_INTERNAL, 2, "out of memory")                                                               \
   X(ALN_ERR_CRYPTO, ALN_CAT_INTERNAL, 3, "cryptographic operation failed")                                             \

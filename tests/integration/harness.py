@@ -128,7 +128,8 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 class Stack:
     """nginx + enclave + host daemon in one temporary directory."""
 
-    def __init__(self, dev=True):
+    def __init__(self, dev=True, provider="local", enclave_env=None):
+        """|provider| and |enclave_env| (extra variables) configure the enclave."""
         self.dir = tempfile.mkdtemp(prefix="aileron-it-")
         os.chmod(self.dir, 0o700)
         self.procs = []
@@ -146,7 +147,7 @@ class Stack:
         out = run([HOST_BIN, "host-key", "--state-dir", self.host_dir]).stdout.decode()
         self.host_crt = f"{self.host_dir}/host.crt"
         assert os.path.exists(self.host_crt), out
-        self.enclave_env = dict(os.environ, AILERON_TEE_PROVIDER="local")
+        self.enclave_env = dict(os.environ, AILERON_TEE_PROVIDER=provider, **(enclave_env or {}))
         run([ENCLAVE_BIN, "host", "enroll", self.host_crt, "--label", "it-host", "--data-dir", self.enclave_dir],
             env=self.enclave_env)
         self.enclave = self._start([ENCLAVE_BIN, "serve", "--data-dir", self.enclave_dir, "--listen", "127.0.0.1:0"],

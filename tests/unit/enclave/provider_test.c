@@ -1,7 +1,7 @@
 /* Tests for enclave/provider: the table lookup (only known names, exact match), the
- * local KEK file (created 0600 with 32 random bytes, the same key on every load,
- * refused when group/other-readable or of the wrong size) and the local evidence
- * hook producing evidence that verifies for the binding it was given. */
+ * tpm row (its KEK loader, local evidence until quotes exist), the local KEK file (created 0600 with 32 random bytes,
+ * the same key on every load, refused when group/other-readable or of the wrong size) and the local evidence hook
+ * producing evidence that verifies for the binding it was given. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -68,10 +68,18 @@ static void test_find(void **state) {
   assert_ptr_equal(p->kek_load, aln_local_kek_load);
   assert_non_null(p->evidence);
 
-  const char *unknown[] = {"tpm", "", "confidential-space", "LOCAL", "local ", "loca", "localx"};
+  const char *unknown[] = {"sev", "TPM", "tpm ", "", "confidential-space", "LOCAL", "local ", "loca", "localx"};
   for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++)
     assert_null(aln_provider_find(unknown[i]));
   assert_null(aln_provider_find(NULL));
+
+  /* tpm seals its KEK to the TPM but, until quotes exist, signs debug local evidence. */
+  const struct aln_provider *t = aln_provider_find("tpm");
+  assert_non_null(t);
+  assert_string_equal(t->name, "tpm");
+  assert_string_equal(t->evidence_kind, "local");
+  assert_ptr_equal(t->kek_load, aln_tpm_kek_load);
+  assert_ptr_equal(t->evidence, p->evidence);
 }
 
 static void test_kek_created_private_and_stable(void **state) {

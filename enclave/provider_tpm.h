@@ -1,0 +1,55 @@
+/* The "tpm" provider's pieces that need no TPM: the PCR selection syntax of
+ * AILERON_TPM_PCRS and the codec of DATA_DIR/kek.tpm, the sealed KEK blob:
+ *
+ *   "ALNTPMK1"                      magic, carries the format version
+ *   u32 len, TPM2B_PUBLIC          (Tss2_MU marshalled) the sealed object's public
+ *   u32 len, TPM2B_PRIVATE         (Tss2_MU marshalled) its private, wrapped by the TPM
+ *   u32 len, TPML_PCR_SELECTION    (Tss2_MU marshalled) the PCRs of its policy
+ *
+ * The blob is not secret (only the TPM that made it can load it) but it is read
+ * from disk, so the decoder treats it as untrusted: each field must unmarshal to
+ * exactly its length, nothing may follow, and the meaning is checked (a sealed data
+ * object only a policy can open, bound to this TPM, under one SHA-256 PCR bank). */
+#ifndef ALN_ENCLAVE_PROVIDER_TPM_H
+#define ALN_ENCLAVE_PROVIDER_TPM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <tss2/tss2_tpm2_types.h>
+
+#include "proto/status.h"
+
+#define ALN_TPM_BLOB_MAGIC "ALNTPMK1"
+#define ALN_TPM_BLOB_MAGIC_LEN 8
+/* Far above a real blob (about 250 bytes) and far below anything worth reading. */
+#define ALN_TPM_BLOB_MAX 4096
+#define ALN_TPM_PCRS_DEFAULT "sha256:7"
+
+struct aln_tpm_blob {
+  TPM2B_PUBLIC pub;
+  TPM2B_PRIVATE priv;
+  TPML_PCR_SELECTION pcrs;
+};
+
+/* aln_tpm_pcrs_parse parses |spec| ("sha256:" then distinct PCR indices 0..23 in
+ * decimal without leading zeros, separated by single commas, e.g. "sha256:0,7")
+ * into |out|. ALN_ERR_USAGE for anything else: another bank, spaces, empty items,
+ * duplicates, out-of-range indices. */
+aln_status aln_tpm_pcrs_parse(TPML_PCR_SELECTION *out, const char *spec) ALN_WUR;
+
+/* aln_tpm_pcrs_format writes |sel| in the syntax aln_tpm_pcrs_parse reads into
+ * |out| (at most |out_cap| bytes, NUL included). ALN_ERR_USAGE if it does not fit or
+ * |sel| is not a single SHA-256 selection. */
+aln_status aln_tpm_pcrs_format(char *out, size_t out_cap, const TPML_PCR_SELECTION *sel) ALN_WUR;
+
+/* aln_tpm_blob_encode marshals |b| into a new buffer *out of *out_len bytes (free
+ * with free()). ALN_ERR_USAGE if |b| would not pass aln_tpm_blob_decode. */
+aln_status aln_tpm_blob_encode(uint8_t **out, size_t *out_len, const struct aln_tpm_blob *b) ALN_WUR;
+
+/* aln_tpm_blob_decode parses |len| bytes at |data| into |out|. ALN_ERR_TOO_LARGE
+ * past ALN_TPM_BLOB_MAX, ALN_ERR_MALFORMED for a wrong magic or a field that does
+ * not unmarshal to exactly its length or fails the checks above, ALN_ERR_TRUNCATED
+ * if it ends early, ALN_ERR_TRAILING if bytes follow. */
+aln_status aln_tpm_blob_decode(struct aln_tpm_blob *out, const uint8_t *data, size_t len) ALN_WUR;
+
+#endif
