@@ -365,7 +365,8 @@ class EnclaveConn:
         if hdr is None:
             return None
         (ln,) = struct.unpack(">I", hdr)
-        return parse_response(self.recv_exact(ln))
+        body = self.recv_exact(ln)
+        return None if body is None else parse_response(body)
 
     def closed_by_peer(self):
         try:
