@@ -3,7 +3,13 @@
  * under a fresh data key whose associated data names that id, and updated in the same
  * transaction: a failure anywhere rolls back and leaves the store as it was. Values
  * read back from the file are untrusted (anyone with write access to the data dir
- * can edit them), so every one is bounded and authenticated before use. */
+ * can edit them), so every one is bounded and authenticated before use.
+ *
+ * Every statement is prepared once when the escrow opens and reset after each use
+ * (all under the escrow's mutex): parsing SQL on every call cost more CPU than the
+ * queries themselves. One cipher context per escrow is re-keyed for each GCM
+ * operation and reset (which wipes its key schedule) as soon as the record's seal
+ * or open ends. */
 #include "enclave/escrow.h"
 
 #include <limits.h>
@@ -39,10 +45,77 @@
 static const char cred_label[] = "aileron-cred-v1";
 static const char dek_label[] = "aileron-dek-v1";
 
+/* The escrow's statements. Those before ESC_NUM_TXN need no schema, so migrate can
+ * use them before the tables exist. */
+enum esc_stmt {
+  ESC_BEGIN_WRITE,
+  ESC_BEGIN_READ,
+  ESC_COMMIT,
+  ESC_ROLLBACK,
+  ESC_NUM_TXN,
+  ESC_LIVE_ID = ESC_NUM_TXN,
+  ESC_RETIRE,
+  ESC_MAX_VERSION,
+  ESC_INSERT,
+  ESC_STORE_SEALED,
+  ESC_LIST,
+  ESC_REVOKE_FIND,
+  ESC_REVOKE,
+  ESC_ABSENT,
+  ESC_UNSEAL,
+  ESC_AUDIT_LAST,
+  ESC_AUDIT_INSERT,
+  ESC_AUDIT_ALL,
+  ESC_HOST_ENROLL,
+  ESC_HOST_REMOVE,
+  ESC_HOST_FIND,
+  ESC_HOST_LIST,
+  ESC_NUM_STMT
+};
+
+/* The columns every metadata query selects, in the order read_meta expects. */
+#define ESC_META_COLS "name, version, created_at, expires_at, revoked, binding"
+
+static const char *const stmt_sql[ESC_NUM_STMT] = {
+    [ESC_BEGIN_WRITE] = "BEGIN IMMEDIATE",
+    [ESC_BEGIN_READ] = "BEGIN",
+    [ESC_COMMIT] = "COMMIT",
+    [ESC_ROLLBACK] = "ROLLBACK",
+    [ESC_LIVE_ID] = "SELECT id FROM credentials WHERE name = ?1 AND live = 1",
+    [ESC_RETIRE] = "UPDATE credentials SET live = 0, wrapped_key = NULL, ciphertext = NULL WHERE id = ?1",
+    [ESC_MAX_VERSION] = "SELECT COALESCE(MAX(version), 0) FROM credentials WHERE name = ?1",
+    [ESC_INSERT] = "INSERT INTO credentials(name, version, created_at, expires_at, revoked, live, binding)"
+                   " VALUES(?1, ?2, ?3, ?4, 0, 1, ?5)",
+    [ESC_STORE_SEALED] = "UPDATE credentials SET wrapped_key = ?1, ciphertext = ?2 WHERE id = ?3",
+    /* The newest version of each name: its live row, or its tombstone. */
+    [ESC_LIST] = "SELECT " ESC_META_COLS " FROM credentials AS c WHERE version ="
+                 " (SELECT MAX(version) FROM credentials WHERE name = c.name) ORDER BY name",
+    [ESC_REVOKE_FIND] = "SELECT id, " ESC_META_COLS " FROM credentials WHERE name = ?1 AND live = 1",
+    [ESC_REVOKE] = "UPDATE credentials SET revoked = 1, live = 0, wrapped_key = NULL, ciphertext = NULL"
+                   " WHERE id = ?1",
+    [ESC_ABSENT] = "SELECT revoked FROM credentials WHERE name = ?1 ORDER BY version DESC LIMIT 1",
+    [ESC_UNSEAL] = "SELECT id, " ESC_META_COLS ", wrapped_key, ciphertext FROM credentials"
+                   " WHERE name = ?1 AND live = 1",
+    [ESC_AUDIT_LAST] = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+    [ESC_AUDIT_INSERT] = "INSERT INTO audit(seq, time, actor, host_key, action, credential, method, destination,"
+                         " decision, result, http_status, prev_hash, hash)"
+                         " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    [ESC_AUDIT_ALL] = "SELECT seq, time, actor, host_key, action, credential, method, destination, decision,"
+                      " result, http_status, prev_hash, hash FROM audit ORDER BY seq",
+    [ESC_HOST_ENROLL] = "INSERT OR REPLACE INTO hosts(spki_hash, label, enrolled_at) VALUES(?1, ?2, ?3)",
+    [ESC_HOST_REMOVE] = "DELETE FROM hosts WHERE spki_hash = ?1",
+    [ESC_HOST_FIND] = "SELECT 1 FROM hosts WHERE spki_hash = ?1",
+    [ESC_HOST_LIST] = "SELECT spki_hash, label, enrolled_at FROM hosts ORDER BY enrolled_at, rowid",
+};
+
 struct aln_escrow {
-  pthread_mutex_t mu; /* serializes every use of |db| and the transactions on it */
+  pthread_mutex_t mu; /* serializes every use of |db|, |stmt|, |gcm| and the transactions */
   sqlite3 *db;
+  sqlite3_stmt *stmt[ESC_NUM_STMT];
+  EVP_CIPHER *aes_gcm;
+  EVP_CIPHER_CTX *gcm; /* keyed only while one record is sealed or opened */
   struct aln_secret kek;
+  struct aln_secret dek; /* the data key of the record being sealed or opened; wiped after */
 };
 
 static const char schema_v1[] = "CREATE TABLE credentials("
@@ -72,9 +145,6 @@ static const char schema_v1[] = "CREATE TABLE credentials("
                                 " label TEXT,"
                                 " enrolled_at INTEGER NOT NULL);"
                                 "PRAGMA user_version = 1;";
-
-/* The columns every metadata query selects, in the order read_meta expects. */
-#define ESC_META_COLS "name, version, created_at, expires_at, revoked, binding"
 
 /* What the associated data of a record binds. */
 struct rec_ad {
@@ -107,26 +177,43 @@ static aln_status db_prepare(sqlite3 *db, sqlite3_stmt **out, const char *sql) {
   return db_status(sqlite3_prepare_v2(db, sql, -1, out, NULL));
 }
 
+/* stmt_done ends one use of a prepared statement: the reset ends the read it may
+ * hold open (a pending SELECT would pin its snapshot and block checkpoints) and the
+ * bindings' copies are released. NULL is a no-op. */
+static void stmt_done(sqlite3_stmt *s) {
+  if (s == NULL)
+    return;
+  (void)sqlite3_reset(s);
+  (void)sqlite3_clear_bindings(s);
+}
+
+/* db_run steps the parameterless statement |i| (BEGIN, COMMIT, ROLLBACK) once. */
+static aln_status db_run(struct aln_escrow *esc, enum esc_stmt i) {
+  int rc = sqlite3_step(esc->stmt[i]);
+  (void)sqlite3_reset(esc->stmt[i]);
+  return db_status(rc);
+}
+
 /* db_end commits when |st| is ALN_OK and rolls back otherwise; a failed commit also
  * rolls back, so the caller's status becomes the commit's. */
-static aln_status db_end(sqlite3 *db, aln_status st) {
+static aln_status db_end(struct aln_escrow *esc, aln_status st) {
   if (st == ALN_OK)
-    st = db_exec(db, "COMMIT");
-  if (st != ALN_OK && !sqlite3_get_autocommit(db))
-    (void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    st = db_run(esc, ESC_COMMIT);
+  if (st != ALN_OK && !sqlite3_get_autocommit(esc->db))
+    (void)db_run(esc, ESC_ROLLBACK);
   return st;
 }
 
 static aln_status bind_text(sqlite3_stmt *s, int i, const char *str, size_t max) {
   if (str == NULL)
     return db_status(sqlite3_bind_null(s, i));
-  return db_status(sqlite3_bind_text(s, i, str, (int)strnlen(str, max), SQLITE_TRANSIENT));
+  return db_status(sqlite3_bind_text(s, i, str, (int)strnlen(str, max), SQLITE_STATIC));
 }
 
 static aln_status bind_blob(sqlite3_stmt *s, int i, const uint8_t *p, size_t len) {
   if (len > INT_MAX)
     return ALN_ERR_TOO_LARGE;
-  return db_status(sqlite3_bind_blob(s, i, p, (int)len, SQLITE_TRANSIENT));
+  return db_status(sqlite3_bind_blob(s, i, p, (int)len, SQLITE_STATIC));
 }
 
 void aln_cred_meta_cleanup(struct aln_cred_meta *m) {
@@ -173,70 +260,108 @@ static aln_status read_meta(struct aln_cred_meta *m, sqlite3_stmt *s, int col) {
   return ALN_OK;
 }
 
-/* build_aad returns |label| || u64 id || u32 version || i64 expires_at || u32-prefixed
- * name || u32-prefixed binding. expires_at is bound too, so editing the file cannot
- * extend a credential's life. */
-static aln_status build_aad(uint8_t **out, size_t *out_len, const char *label, const struct rec_ad *ad) {
-  aln_status st = ALN_ERR_INTERNAL;
-  struct aln_cbb cbb = {0};
-  size_t label_len = strlen(label);
-  size_t max = label_len + 8 + 4 + 8 + 4 + ALN_NAME_MAX + 4 + ALN_BINDING_MAX;
+/* The associated data of a record is |label| || u64 id || u32 version || i64
+ * expires_at || u32-prefixed name || u32-prefixed binding. expires_at is bound too,
+ * so editing the file cannot extend a credential's life. It is fed to GCM in two
+ * pieces, everything before the binding's bytes (bounded: labels and names are
+ * short) and then the binding itself, which authenticates exactly the same bytes as
+ * one contiguous buffer would, without copying up to ALN_BINDING_MAX bytes. */
+#define ESC_AD_LABEL_MAX 16
+#define ESC_AD_HEAD_MAX (ESC_AD_LABEL_MAX + 8 + 4 + 8 + 4 + ALN_NAME_MAX + 4)
 
-  ALN_GUARD_GOTO(st, aln_cbb_init(&cbb, 128, max), out);
-  ALN_GUARD_GOTO(st, aln_cbb_add_bytes(&cbb, (const uint8_t *)label, label_len), out);
-  ALN_GUARD_GOTO(st, aln_cbb_add_u64(&cbb, (uint64_t)ad->id), out);
-  ALN_GUARD_GOTO(st, aln_cbb_add_u32(&cbb, ad->version), out);
-  ALN_GUARD_GOTO(st, aln_cbb_add_u64(&cbb, (uint64_t)ad->expires_at), out);
-  ALN_GUARD_GOTO(st, aln_cbb_add_u32_prefixed(&cbb, (const uint8_t *)ad->name, strlen(ad->name)), out);
-  ALN_GUARD_GOTO(st, aln_cbb_add_u32_prefixed(&cbb, ad->binding, ad->binding_len), out);
-  ALN_GUARD_GOTO(st, aln_cbb_finish(&cbb, out, out_len), out);
-out:
-  aln_cbb_cleanup(&cbb);
-  return st;
+struct ad_head {
+  uint8_t buf[ESC_AD_HEAD_MAX];
+  size_t len;
+};
+
+static void head_put_be(struct ad_head *h, uint64_t v, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    h->buf[h->len++] = (uint8_t)(v >> (8 * (n - 1 - i)));
+}
+
+/* build_ad_head writes the associated data of |ad| under |label| up to the binding's
+ * bytes into |h|. ALN_ERR_TOO_LARGE if the label, name or binding exceed their
+ * bounds (a legitimate record never does). */
+static aln_status build_ad_head(struct ad_head *h, const char *label, const struct rec_ad *ad) {
+  size_t label_len = strlen(label);
+  size_t name_len = strnlen(ad->name, ALN_NAME_MAX + 1);
+  ALN_ENSURE(label_len <= ESC_AD_LABEL_MAX && name_len <= ALN_NAME_MAX, ALN_ERR_TOO_LARGE);
+  ALN_ENSURE(ad->binding_len <= ALN_BINDING_MAX, ALN_ERR_TOO_LARGE);
+  h->len = 0;
+  memcpy(h->buf, label, label_len);
+  h->len = label_len;
+  head_put_be(h, (uint64_t)ad->id, 8);
+  head_put_be(h, ad->version, 4);
+  head_put_be(h, (uint64_t)ad->expires_at, 8);
+  head_put_be(h, name_len, 4);
+  memcpy(h->buf + h->len, ad->name, name_len);
+  h->len += name_len;
+  head_put_be(h, ad->binding_len, 4);
+  return ALN_OK;
+}
+
+/* gcm_cipher returns the cipher to (re-)initialize esc->gcm with: NULL once it is
+ * set up, so the second key of a record reuses the context's state rather than
+ * allocating a new one. gcm_done wipes it when the record's operation ends. */
+static const EVP_CIPHER *gcm_cipher(const struct aln_escrow *esc) {
+  return EVP_CIPHER_CTX_get0_cipher(esc->gcm) == NULL ? esc->aes_gcm : NULL;
+}
+
+/* gcm_done ends a record's use of esc->gcm: the reset frees the provider state with
+ * OPENSSL_clear_free, so no key schedule outlives the record's seal or open. */
+static void gcm_done(struct aln_escrow *esc) {
+  (void)EVP_CIPHER_CTX_reset(esc->gcm);
+}
+
+/* gcm_aad feeds the associated data (head, then binding) to the keyed context. */
+static int gcm_aad(EVP_CIPHER_CTX *ctx, int enc, const struct ad_head *h, const struct rec_ad *ad) {
+  int n = 0;
+  int (*update)(EVP_CIPHER_CTX *, unsigned char *, int *, const unsigned char *, int) =
+      enc ? EVP_EncryptUpdate : EVP_DecryptUpdate;
+  if (update(ctx, NULL, &n, h->buf, (int)h->len) != 1)
+    return 0;
+  return ad->binding_len == 0 || update(ctx, NULL, &n, ad->binding, (int)ad->binding_len) == 1;
 }
 
 /* gcm_seal writes nonce || AES-256-GCM(key, in, aad) || tag (in_len + ESC_OVERHEAD
- * bytes) to |out|. */
-static aln_status gcm_seal(uint8_t *out, const uint8_t *key, const uint8_t *in, size_t in_len, const uint8_t *aad,
-                           size_t aad_len) {
-  aln_status st = ALN_ERR_CRYPTO;
-  EVP_CIPHER_CTX *ctx = NULL;
+ * bytes) to |out|, the associated data being |ad| under |label|. */
+static aln_status gcm_seal(struct aln_escrow *esc, uint8_t *out, const uint8_t *key, const uint8_t *in, size_t in_len,
+                           const char *label, const struct rec_ad *ad) {
+  EVP_CIPHER_CTX *ctx = esc->gcm;
+  struct ad_head h;
   int n = 0;
 
-  ALN_ENSURE(in_len <= INT_MAX - ESC_OVERHEAD && aad_len <= INT_MAX, ALN_ERR_TOO_LARGE);
+  ALN_ENSURE(in_len <= INT_MAX - ESC_OVERHEAD, ALN_ERR_TOO_LARGE);
+  ALN_GUARD(build_ad_head(&h, label, ad));
   ALN_ENSURE(RAND_bytes(out, ESC_NONCE_LEN) == 1, ALN_ERR_CRYPTO);
-  ctx = EVP_CIPHER_CTX_new();
-  ALN_ENSURE_GOTO(st, ctx != NULL, ALN_ERR_NOMEM, out);
-  ALN_ENSURE_GOTO(st, EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, out) == 1, ALN_ERR_CRYPTO, out);
-  ALN_ENSURE_GOTO(st, EVP_EncryptUpdate(ctx, NULL, &n, aad, (int)aad_len) == 1, ALN_ERR_CRYPTO, out);
-  ALN_ENSURE_GOTO(st, EVP_EncryptUpdate(ctx, out + ESC_NONCE_LEN, &n, in, (int)in_len) == 1 && (size_t)n == in_len,
-                  ALN_ERR_CRYPTO, out);
-  ALN_ENSURE_GOTO(st, EVP_EncryptFinal_ex(ctx, out + ESC_NONCE_LEN + in_len, &n) == 1 && n == 0, ALN_ERR_CRYPTO, out);
-  ALN_ENSURE_GOTO(st, EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, ESC_TAG_LEN, out + ESC_NONCE_LEN + in_len) == 1,
-                  ALN_ERR_CRYPTO, out);
-  st = ALN_OK;
-out:
-  EVP_CIPHER_CTX_free(ctx); /* wipes the key schedule */
-  return st;
+  ALN_ENSURE(EVP_EncryptInit_ex2(ctx, gcm_cipher(esc), key, out, NULL) == 1, ALN_ERR_CRYPTO);
+  ALN_ENSURE(gcm_aad(ctx, 1, &h, ad), ALN_ERR_CRYPTO);
+  ALN_ENSURE(EVP_EncryptUpdate(ctx, out + ESC_NONCE_LEN, &n, in, (int)in_len) == 1 && (size_t)n == in_len,
+             ALN_ERR_CRYPTO);
+  ALN_ENSURE(EVP_EncryptFinal_ex(ctx, out + ESC_NONCE_LEN + in_len, &n) == 1 && n == 0, ALN_ERR_CRYPTO);
+  ALN_ENSURE(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, ESC_TAG_LEN, out + ESC_NONCE_LEN + in_len) == 1,
+             ALN_ERR_CRYPTO);
+  return ALN_OK;
 }
 
-/* gcm_open authenticates and decrypts |in| (as gcm_seal wrote it) into |out|
- * (in_len - ESC_OVERHEAD bytes). Any failure is ALN_ERR_TAMPERED and leaves |out|
- * wiped: GCM writes plaintext before it checks the tag. */
-static aln_status gcm_open(uint8_t *out, const uint8_t *key, const uint8_t *in, size_t in_len, const uint8_t *aad,
-                           size_t aad_len) {
+/* gcm_open authenticates and decrypts |in| (as gcm_seal wrote it, with |ad| under
+ * |label|) into |out| (in_len - ESC_OVERHEAD bytes). Any failure of the record is
+ * ALN_ERR_TAMPERED and leaves |out| wiped: GCM writes plaintext before it checks
+ * the tag. */
+static aln_status gcm_open(struct aln_escrow *esc, uint8_t *out, const uint8_t *key, const uint8_t *in, size_t in_len,
+                           const char *label, const struct rec_ad *ad) {
   aln_status st = ALN_ERR_TAMPERED;
-  EVP_CIPHER_CTX *ctx = NULL;
+  EVP_CIPHER_CTX *ctx = esc->gcm;
+  struct ad_head h;
   uint8_t tag[ESC_TAG_LEN];
   int n = 0;
 
-  ALN_ENSURE(in_len > ESC_OVERHEAD && in_len <= INT_MAX && aad_len <= INT_MAX, ALN_ERR_TAMPERED);
+  ALN_ENSURE(in_len > ESC_OVERHEAD && in_len <= INT_MAX, ALN_ERR_TAMPERED);
+  ALN_GUARD(build_ad_head(&h, label, ad));
   size_t pt_len = in_len - ESC_OVERHEAD;
   memcpy(tag, in + in_len - ESC_TAG_LEN, ESC_TAG_LEN);
-  ctx = EVP_CIPHER_CTX_new();
-  ALN_ENSURE_GOTO(st, ctx != NULL, ALN_ERR_NOMEM, out);
-  ALN_ENSURE_GOTO(st, EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, in) == 1, ALN_ERR_TAMPERED, out);
-  ALN_ENSURE_GOTO(st, EVP_DecryptUpdate(ctx, NULL, &n, aad, (int)aad_len) == 1, ALN_ERR_TAMPERED, out);
+  ALN_ENSURE_GOTO(st, EVP_DecryptInit_ex2(ctx, gcm_cipher(esc), key, in, NULL) == 1, ALN_ERR_TAMPERED, out);
+  ALN_ENSURE_GOTO(st, gcm_aad(ctx, 0, &h, ad), ALN_ERR_TAMPERED, out);
   ALN_ENSURE_GOTO(st, EVP_DecryptUpdate(ctx, out, &n, in + ESC_NONCE_LEN, (int)pt_len) == 1 && (size_t)n == pt_len,
                   ALN_ERR_TAMPERED, out);
   ALN_ENSURE_GOTO(st, EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, ESC_TAG_LEN, tag) == 1, ALN_ERR_TAMPERED, out);
@@ -245,31 +370,24 @@ static aln_status gcm_open(uint8_t *out, const uint8_t *key, const uint8_t *in, 
 out:
   if (st != ALN_OK)
     OPENSSL_cleanse(out, pt_len);
-  EVP_CIPHER_CTX_free(ctx);
   return st;
 }
 
 /* seal_record seals |secret| under a fresh data key and wraps that key with the KEK,
  * both bound to |ad|. The caller frees *ct_out / *wk_out with free(). */
-static aln_status seal_record(const struct aln_escrow *esc, uint8_t **ct_out, size_t *ct_len, uint8_t **wk_out,
+static aln_status seal_record(struct aln_escrow *esc, uint8_t **ct_out, size_t *ct_len, uint8_t **wk_out,
                               const struct rec_ad *ad, const uint8_t *secret, size_t secret_len) {
   aln_status st = ALN_ERR_INTERNAL;
-  struct aln_secret dek = {0};
-  uint8_t *aad = NULL, *ct = NULL, *wk = NULL;
-  size_t aad_len = 0;
+  uint8_t *dek = esc->dek.p;
+  uint8_t *ct = NULL, *wk = NULL;
 
-  ALN_GUARD_GOTO(st, aln_secret_new(&dek, ESC_KEY_LEN), out);
-  ALN_ENSURE_GOTO(st, RAND_priv_bytes(dek.p, ESC_KEY_LEN) == 1, ALN_ERR_CRYPTO, out);
+  ALN_ENSURE_GOTO(st, RAND_priv_bytes(dek, ESC_KEY_LEN) == 1, ALN_ERR_CRYPTO, out);
   ct = malloc(secret_len + ESC_OVERHEAD);
   wk = malloc(ESC_WRAPPED_LEN);
   ALN_ENSURE_GOTO(st, ct != NULL && wk != NULL, ALN_ERR_NOMEM, out);
 
-  ALN_GUARD_GOTO(st, build_aad(&aad, &aad_len, cred_label, ad), out);
-  ALN_GUARD_GOTO(st, gcm_seal(ct, dek.p, secret, secret_len, aad, aad_len), out);
-  aln_cbb_buf_free(aad, aad_len);
-  aad = NULL;
-  ALN_GUARD_GOTO(st, build_aad(&aad, &aad_len, dek_label, ad), out);
-  ALN_GUARD_GOTO(st, gcm_seal(wk, esc->kek.p, dek.p, ESC_KEY_LEN, aad, aad_len), out);
+  ALN_GUARD_GOTO(st, gcm_seal(esc, ct, dek, secret, secret_len, cred_label, ad), out);
+  ALN_GUARD_GOTO(st, gcm_seal(esc, wk, esc->kek.p, dek, ESC_KEY_LEN, dek_label, ad), out);
 
   *ct_out = ct;
   *ct_len = secret_len + ESC_OVERHEAD;
@@ -277,42 +395,35 @@ static aln_status seal_record(const struct aln_escrow *esc, uint8_t **ct_out, si
   ct = wk = NULL;
   st = ALN_OK;
 out:
-  aln_cbb_buf_free(aad, aad_len);
   free(ct);
   free(wk);
-  aln_secret_free(&dek);
+  gcm_done(esc);
+  OPENSSL_cleanse(dek, ESC_KEY_LEN);
   return st;
 }
 
 /* open_record unwraps the data key and decrypts the ciphertext straight into locked
  * memory. Nothing is returned unless both authenticate. */
-static aln_status open_record(const struct aln_escrow *esc, struct aln_secret *out, const struct rec_ad *ad,
+static aln_status open_record(struct aln_escrow *esc, struct aln_secret *out, const struct rec_ad *ad,
                               const uint8_t *wk, size_t wk_len, const uint8_t *ct, size_t ct_len) {
   aln_status st = ALN_ERR_INTERNAL;
-  struct aln_secret dek = {0}, pt = {0};
-  uint8_t *aad = NULL;
-  size_t aad_len = 0;
+  uint8_t *dek = esc->dek.p;
+  struct aln_secret pt = {0};
 
   ALN_ENSURE(wk != NULL && wk_len == ESC_WRAPPED_LEN, ALN_ERR_TAMPERED);
   ALN_ENSURE(ct != NULL && ct_len > ESC_OVERHEAD && ct_len <= ALN_SECRET_MAX + ESC_OVERHEAD, ALN_ERR_TAMPERED);
 
-  ALN_GUARD_GOTO(st, aln_secret_new(&dek, ESC_KEY_LEN), out);
-  ALN_GUARD_GOTO(st, build_aad(&aad, &aad_len, dek_label, ad), out);
-  ALN_GUARD_GOTO(st, gcm_open(dek.p, esc->kek.p, wk, wk_len, aad, aad_len), out);
-  aln_cbb_buf_free(aad, aad_len);
-  aad = NULL;
-
+  ALN_GUARD_GOTO(st, gcm_open(esc, dek, esc->kek.p, wk, wk_len, dek_label, ad), out);
   ALN_GUARD_GOTO(st, aln_secret_new(&pt, ct_len - ESC_OVERHEAD), out);
-  ALN_GUARD_GOTO(st, build_aad(&aad, &aad_len, cred_label, ad), out);
-  ALN_GUARD_GOTO(st, gcm_open(pt.p, dek.p, ct, ct_len, aad, aad_len), out);
+  ALN_GUARD_GOTO(st, gcm_open(esc, pt.p, dek, ct, ct_len, cred_label, ad), out);
 
   *out = pt;
   memset(&pt, 0, sizeof(pt));
   st = ALN_OK;
 out:
-  aln_cbb_buf_free(aad, aad_len);
   aln_secret_free(&pt);
-  aln_secret_free(&dek);
+  gcm_done(esc);
+  OPENSSL_cleanse(dek, ESC_KEY_LEN);
   return st;
 }
 
@@ -323,11 +434,12 @@ static void wipe_checkpoint(sqlite3 *db) {
   (void)sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 }
 
-static aln_status migrate(sqlite3 *db) {
+static aln_status migrate(struct aln_escrow *esc) {
   aln_status st = ALN_ERR_INTERNAL;
+  sqlite3 *db = esc->db;
   sqlite3_stmt *s = NULL;
 
-  ALN_GUARD(db_exec(db, "BEGIN IMMEDIATE"));
+  ALN_GUARD(db_run(esc, ESC_BEGIN_WRITE));
   ALN_GUARD_GOTO(st, db_prepare(db, &s, "PRAGMA user_version"), out);
   ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_ROW, ALN_ERR_STORE, out);
   sqlite3_int64 version = sqlite3_column_int64(s, 0);
@@ -340,7 +452,7 @@ static aln_status migrate(sqlite3 *db) {
   st = ALN_OK;
 out:
   sqlite3_finalize(s);
-  return db_end(db, st);
+  return db_end(esc, st);
 }
 
 /* tighten makes |path| 0600 if it exists: an older file may predate our umask. A
@@ -383,6 +495,14 @@ out:
   return st;
 }
 
+/* prepare_stmts prepares statements [first, end). PERSISTENT: they live as long as
+ * the escrow. */
+static aln_status prepare_stmts(struct aln_escrow *esc, int first, int end) {
+  for (int i = first; i < end; i++)
+    ALN_GUARD(db_status(sqlite3_prepare_v3(esc->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &esc->stmt[i], NULL)));
+  return ALN_OK;
+}
+
 aln_status aln_escrow_open(struct aln_escrow **out, const char *path, const struct aln_secret *kek) {
   aln_status st = ALN_ERR_INTERNAL;
   struct aln_escrow *esc = NULL;
@@ -398,9 +518,11 @@ aln_status aln_escrow_open(struct aln_escrow **out, const char *path, const stru
   }
 
   /* umask is process-wide; the escrow is opened once at start, before other threads. */
+  /* NOMUTEX: every use of the connection is already serialized by esc->mu, so
+   * SQLite's own per-call connection mutex would only add a lock to every call. */
   mode_t old_mask = umask(077);
   int rc = sqlite3_open_v2(
-      path, &esc->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW, NULL);
+      path, &esc->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, NULL);
   umask(old_mask);
   ALN_ENSURE_GOTO(st, rc == SQLITE_OK, db_status(rc) == ALN_ERR_NOMEM ? ALN_ERR_NOMEM : ALN_ERR_STORE, out);
   /* Before WAL mode: SQLite gives the -wal and -shm files the database's mode. */
@@ -408,8 +530,14 @@ aln_status aln_escrow_open(struct aln_escrow **out, const char *path, const stru
   ALN_GUARD_GOTO(st, tighten_sidecar(path, "-wal"), out);
   ALN_GUARD_GOTO(st, tighten_sidecar(path, "-shm"), out);
   ALN_GUARD_GOTO(st, configure(esc->db), out);
-  ALN_GUARD_GOTO(st, migrate(esc->db), out);
+  ALN_GUARD_GOTO(st, prepare_stmts(esc, 0, ESC_NUM_TXN), out);
+  ALN_GUARD_GOTO(st, migrate(esc), out);
+  ALN_GUARD_GOTO(st, prepare_stmts(esc, ESC_NUM_TXN, ESC_NUM_STMT), out);
+  esc->aes_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+  esc->gcm = EVP_CIPHER_CTX_new();
+  ALN_ENSURE_GOTO(st, esc->aes_gcm != NULL && esc->gcm != NULL, ALN_ERR_CRYPTO, out);
   ALN_GUARD_GOTO(st, aln_secret_from(&esc->kek, kek->p, kek->len), out);
+  ALN_GUARD_GOTO(st, aln_secret_new(&esc->dek, ESC_KEY_LEN), out);
 
   *out = esc;
   esc = NULL;
@@ -422,8 +550,13 @@ out:
 void aln_escrow_free(struct aln_escrow *esc) {
   if (esc == NULL)
     return;
+  for (int i = 0; i < ESC_NUM_STMT; i++)
+    sqlite3_finalize(esc->stmt[i]);
   sqlite3_close_v2(esc->db);
+  EVP_CIPHER_CTX_free(esc->gcm);
+  EVP_CIPHER_free(esc->aes_gcm);
   aln_secret_free(&esc->kek);
+  aln_secret_free(&esc->dek);
   pthread_mutex_destroy(&esc->mu);
   free(esc);
 }
@@ -440,57 +573,51 @@ static aln_status put_locked(struct aln_escrow *esc, struct aln_cred_meta *out_m
   struct rec_ad ad = {.name = name, .binding = binding, .binding_len = binding_len, .expires_at = expires_at};
   int64_t now = (int64_t)time(NULL);
 
-  ALN_GUARD(db_exec(db, "BEGIN IMMEDIATE"));
+  ALN_GUARD(db_run(esc, ESC_BEGIN_WRITE));
 
-  ALN_GUARD_GOTO(st, db_prepare(db, &s, "SELECT id FROM credentials WHERE name = ?1 AND live = 1"), out);
+  s = esc->stmt[ESC_LIVE_ID];
   ALN_GUARD_GOTO(st, bind_text(s, 1, name, ALN_NAME_MAX), out);
   int rc = sqlite3_step(s);
   ALN_GUARD_GOTO(st, db_status(rc), out);
   sqlite3_int64 old_id = sqlite3_column_int64(s, 0);
-  sqlite3_finalize(s);
+  stmt_done(s);
   s = NULL;
   if (rc == SQLITE_ROW) {
     ALN_ENSURE_GOTO(st, replace, ALN_ERR_EXISTS, out);
-    ALN_GUARD_GOTO(
-        st, db_prepare(db, &s, "UPDATE credentials SET live = 0, wrapped_key = NULL, ciphertext = NULL WHERE id = ?1"),
-        out);
+    s = esc->stmt[ESC_RETIRE];
     ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 1, old_id)), out);
     ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_DONE, ALN_ERR_STORE, out);
-    sqlite3_finalize(s);
+    stmt_done(s);
     s = NULL;
   }
 
-  ALN_GUARD_GOTO(st, db_prepare(db, &s, "SELECT COALESCE(MAX(version), 0) FROM credentials WHERE name = ?1"), out);
+  s = esc->stmt[ESC_MAX_VERSION];
   ALN_GUARD_GOTO(st, bind_text(s, 1, name, ALN_NAME_MAX), out);
   ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_ROW, ALN_ERR_STORE, out);
   sqlite3_int64 max_version = sqlite3_column_int64(s, 0);
   ALN_ENSURE_GOTO(st, max_version >= 0 && max_version < UINT32_MAX, ALN_ERR_STORE, out);
   ad.version = (uint32_t)max_version + 1;
-  sqlite3_finalize(s);
+  stmt_done(s);
   s = NULL;
 
-  ALN_GUARD_GOTO(st,
-                 db_prepare(db, &s,
-                            "INSERT INTO credentials(name, version, created_at, expires_at, revoked, live, binding)"
-                            " VALUES(?1, ?2, ?3, ?4, 0, 1, ?5)"),
-                 out);
+  s = esc->stmt[ESC_INSERT];
   ALN_GUARD_GOTO(st, bind_text(s, 1, name, ALN_NAME_MAX), out);
   ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 2, ad.version)), out);
   ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 3, now)), out);
   ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 4, expires_at)), out);
   ALN_GUARD_GOTO(st, bind_blob(s, 5, binding, binding_len), out);
   ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_DONE, ALN_ERR_STORE, out);
-  sqlite3_finalize(s);
+  stmt_done(s);
   s = NULL;
   ad.id = sqlite3_last_insert_rowid(db);
 
   ALN_GUARD_GOTO(st, seal_record(esc, &ct, &ct_len, &wk, &ad, secret, secret_len), out);
-  ALN_GUARD_GOTO(st, db_prepare(db, &s, "UPDATE credentials SET wrapped_key = ?1, ciphertext = ?2 WHERE id = ?3"), out);
+  s = esc->stmt[ESC_STORE_SEALED];
   ALN_GUARD_GOTO(st, bind_blob(s, 1, wk, ESC_WRAPPED_LEN), out);
   ALN_GUARD_GOTO(st, bind_blob(s, 2, ct, ct_len), out);
   ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 3, ad.id)), out);
   ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_DONE && sqlite3_changes(db) == 1, ALN_ERR_STORE, out);
-  sqlite3_finalize(s);
+  stmt_done(s);
   s = NULL;
 
   /* Everything that can fail happens before COMMIT, so an error changes nothing. */
@@ -506,12 +633,12 @@ static aln_status put_locked(struct aln_escrow *esc, struct aln_cred_meta *out_m
   }
   st = ALN_OK;
 out:
-  sqlite3_finalize(s);
+  stmt_done(s);
   if (ct != NULL)
     OPENSSL_cleanse(ct, ct_len);
   free(ct);
   free(wk);
-  st = db_end(db, st);
+  st = db_end(esc, st);
   if (st == ALN_OK && out_meta != NULL) {
     *out_meta = meta;
     memset(&meta, 0, sizeof(meta));
@@ -545,12 +672,7 @@ static aln_status list_locked(struct aln_escrow *esc, struct aln_cred_meta **out
   size_t num = 0, cap = 0;
   int rc;
 
-  /* The newest version of each name: its live row, or its tombstone. */
-  ALN_GUARD_GOTO(st,
-                 db_prepare(esc->db, &s,
-                            "SELECT " ESC_META_COLS " FROM credentials AS c WHERE version ="
-                            " (SELECT MAX(version) FROM credentials WHERE name = c.name) ORDER BY name"),
-                 out);
+  s = esc->stmt[ESC_LIST];
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
     if (num == cap) {
       size_t new_cap = cap == 0 ? 16 : cap * 2;
@@ -572,7 +694,7 @@ static aln_status list_locked(struct aln_escrow *esc, struct aln_cred_meta **out
   num = 0;
   st = ALN_OK;
 out:
-  sqlite3_finalize(s);
+  stmt_done(s);
   aln_escrow_list_free(list, num);
   return st;
 }
@@ -593,9 +715,8 @@ static aln_status revoke_locked(struct aln_escrow *esc, struct aln_cred_meta *ou
   sqlite3_stmt *s = NULL;
   struct aln_cred_meta meta = {0};
 
-  ALN_GUARD(db_exec(db, "BEGIN IMMEDIATE"));
-  ALN_GUARD_GOTO(st, db_prepare(db, &s, "SELECT id, " ESC_META_COLS " FROM credentials WHERE name = ?1 AND live = 1"),
-                 out);
+  ALN_GUARD(db_run(esc, ESC_BEGIN_WRITE));
+  s = esc->stmt[ESC_REVOKE_FIND];
   ALN_GUARD_GOTO(st, bind_text(s, 1, name, ALN_NAME_MAX), out);
   int rc = sqlite3_step(s);
   ALN_GUARD_GOTO(st, db_status(rc), out);
@@ -603,20 +724,16 @@ static aln_status revoke_locked(struct aln_escrow *esc, struct aln_cred_meta *ou
   sqlite3_int64 id = sqlite3_column_int64(s, 0);
   ALN_GUARD_GOTO(st, read_meta(&meta, s, 1), out);
   meta.revoked = 1;
-  sqlite3_finalize(s);
+  stmt_done(s);
   s = NULL;
 
-  ALN_GUARD_GOTO(st,
-                 db_prepare(db, &s,
-                            "UPDATE credentials SET revoked = 1, live = 0, wrapped_key = NULL, ciphertext = NULL"
-                            " WHERE id = ?1"),
-                 out);
+  s = esc->stmt[ESC_REVOKE];
   ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 1, id)), out);
   ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_DONE && sqlite3_changes(db) == 1, ALN_ERR_STORE, out);
   st = ALN_OK;
 out:
-  sqlite3_finalize(s);
-  st = db_end(db, st);
+  stmt_done(s);
+  st = db_end(esc, st);
   if (st == ALN_OK && out_meta != NULL) {
     *out_meta = meta;
     memset(&meta, 0, sizeof(meta));
@@ -639,37 +756,32 @@ aln_status aln_escrow_revoke(struct aln_escrow *esc, struct aln_cred_meta *out_m
 }
 
 /* absent_status tells a revoked name (newest row a tombstone) from an unknown one. */
-static aln_status absent_status(sqlite3 *db, const char *name) {
+static aln_status absent_status(struct aln_escrow *esc, const char *name) {
   aln_status st = ALN_ERR_INTERNAL;
-  sqlite3_stmt *s = NULL;
+  sqlite3_stmt *s = esc->stmt[ESC_ABSENT];
 
-  ALN_GUARD_GOTO(
-      st, db_prepare(db, &s, "SELECT revoked FROM credentials WHERE name = ?1 ORDER BY version DESC LIMIT 1"), out);
   ALN_GUARD_GOTO(st, bind_text(s, 1, name, ALN_NAME_MAX), out);
   int rc = sqlite3_step(s);
   ALN_GUARD_GOTO(st, db_status(rc), out);
   st = rc == SQLITE_ROW && sqlite3_column_int64(s, 0) != 0 ? ALN_ERR_REVOKED : ALN_ERR_NOT_FOUND;
 out:
-  sqlite3_finalize(s);
+  stmt_done(s);
   return st;
 }
 
 static aln_status unseal_locked(struct aln_escrow *esc, struct aln_secret *out_secret, struct aln_cred_meta *out_meta,
                                 const char *name, int64_t now) {
   aln_status st = ALN_ERR_INTERNAL;
-  sqlite3_stmt *s = NULL;
+  sqlite3_stmt *s = esc->stmt[ESC_UNSEAL];
   struct aln_cred_meta meta = {0};
 
-  ALN_GUARD_GOTO(st,
-                 db_prepare(esc->db, &s,
-                            "SELECT id, " ESC_META_COLS ", wrapped_key, ciphertext FROM credentials"
-                            " WHERE name = ?1 AND live = 1"),
-                 out);
   ALN_GUARD_GOTO(st, bind_text(s, 1, name, ALN_NAME_MAX), out);
   int rc = sqlite3_step(s);
   ALN_GUARD_GOTO(st, db_status(rc), out);
   if (rc != SQLITE_ROW) {
-    st = absent_status(esc->db, name);
+    stmt_done(s); /* one statement at a time */
+    s = NULL;
+    st = absent_status(esc, name);
     goto out;
   }
   ALN_GUARD_GOTO(st, read_meta(&meta, s, 1), out);
@@ -697,7 +809,7 @@ static aln_status unseal_locked(struct aln_escrow *esc, struct aln_secret *out_s
   }
   st = ALN_OK;
 out:
-  sqlite3_finalize(s);
+  stmt_done(s);
   aln_cred_meta_cleanup(&meta);
   return st;
 }
@@ -767,7 +879,6 @@ out:
 
 static aln_status audit_append_locked(struct aln_escrow *esc, const struct aln_audit_event *ev) {
   aln_status st = ALN_ERR_INTERNAL;
-  sqlite3 *db = esc->db;
   sqlite3_stmt *s = NULL;
   uint8_t prev[ESC_HASH_LEN] = {0}, hash[ESC_HASH_LEN];
   const char *strs[ESC_AUDIT_NUM_STR] = {ev->actor,  ev->host_key,    ev->action,  ev->credential,
@@ -779,8 +890,8 @@ static aln_status audit_append_locked(struct aln_escrow *esc, const struct aln_a
     r.str_len[i] = strs[i] != NULL ? strnlen(strs[i], audit_field_max(i)) : 0;
   }
 
-  ALN_GUARD(db_exec(db, "BEGIN IMMEDIATE"));
-  ALN_GUARD_GOTO(st, db_prepare(db, &s, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"), out);
+  ALN_GUARD(db_run(esc, ESC_BEGIN_WRITE));
+  s = esc->stmt[ESC_AUDIT_LAST];
   int rc = sqlite3_step(s);
   ALN_GUARD_GOTO(st, db_status(rc), out);
   r.seq = 1;
@@ -792,16 +903,11 @@ static aln_status audit_append_locked(struct aln_escrow *esc, const struct aln_a
     memcpy(prev, h, ESC_HASH_LEN);
     r.seq = (uint64_t)last + 1;
   }
-  sqlite3_finalize(s);
+  stmt_done(s);
   s = NULL;
 
   ALN_GUARD_GOTO(st, audit_hash(hash, prev, &r), out);
-  ALN_GUARD_GOTO(st,
-                 db_prepare(db, &s,
-                            "INSERT INTO audit(seq, time, actor, host_key, action, credential, method, destination,"
-                            " decision, result, http_status, prev_hash, hash)"
-                            " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
-                 out);
+  s = esc->stmt[ESC_AUDIT_INSERT];
   ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 1, (sqlite3_int64)r.seq)), out);
   ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 2, r.time)), out);
   for (int i = 0; i < ESC_AUDIT_NUM_STR; i++)
@@ -813,8 +919,8 @@ static aln_status audit_append_locked(struct aln_escrow *esc, const struct aln_a
   ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_DONE, ALN_ERR_STORE, out);
   st = ALN_OK;
 out:
-  sqlite3_finalize(s);
-  return db_end(db, st);
+  stmt_done(s);
+  return db_end(esc, st);
 }
 
 aln_status aln_escrow_audit_append(struct aln_escrow *esc, const struct aln_audit_event *ev) {
@@ -833,12 +939,8 @@ static aln_status audit_verify_locked(struct aln_escrow *esc, size_t *num_out) {
   int rc;
 
   /* One read transaction: the chain is checked against a single snapshot. */
-  ALN_GUARD(db_exec(esc->db, "BEGIN"));
-  ALN_GUARD_GOTO(st,
-                 db_prepare(esc->db, &s,
-                            "SELECT seq, time, actor, host_key, action, credential, method, destination, decision,"
-                            " result, http_status, prev_hash, hash FROM audit ORDER BY seq"),
-                 out);
+  ALN_GUARD(db_run(esc, ESC_BEGIN_READ));
+  s = esc->stmt[ESC_AUDIT_ALL];
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
     struct audit_row r = {0};
     sqlite3_int64 seq = sqlite3_column_int64(s, 0);
@@ -874,9 +976,9 @@ static aln_status audit_verify_locked(struct aln_escrow *esc, size_t *num_out) {
   *num_out = num;
   st = ALN_OK;
 out:
-  sqlite3_finalize(s);
+  stmt_done(s);
   /* Nothing was written: end the read transaction whatever happened. */
-  aln_status end = db_end(esc->db, ALN_OK);
+  aln_status end = db_end(esc, ALN_OK);
   return st != ALN_OK ? st : end;
 }
 
@@ -893,16 +995,14 @@ static aln_status host_enroll_locked(struct aln_escrow *esc, const uint8_t spki_
   aln_status st = ALN_ERR_INTERNAL;
   sqlite3_stmt *s = NULL;
 
-  ALN_GUARD_GOTO(
-      st, db_prepare(esc->db, &s, "INSERT OR REPLACE INTO hosts(spki_hash, label, enrolled_at) VALUES(?1, ?2, ?3)"),
-      out);
+  s = esc->stmt[ESC_HOST_ENROLL];
   ALN_GUARD_GOTO(st, bind_blob(s, 1, spki_hash, 32), out);
   ALN_GUARD_GOTO(st, bind_text(s, 2, label, ESC_LABEL_MAX), out);
   ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 3, (sqlite3_int64)time(NULL))), out);
   ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_DONE, ALN_ERR_STORE, out);
   st = ALN_OK;
 out:
-  sqlite3_finalize(s);
+  stmt_done(s);
   return st;
 }
 
@@ -918,12 +1018,12 @@ static aln_status host_remove_locked(struct aln_escrow *esc, const uint8_t spki_
   aln_status st = ALN_ERR_INTERNAL;
   sqlite3_stmt *s = NULL;
 
-  ALN_GUARD_GOTO(st, db_prepare(esc->db, &s, "DELETE FROM hosts WHERE spki_hash = ?1"), out);
+  s = esc->stmt[ESC_HOST_REMOVE];
   ALN_GUARD_GOTO(st, bind_blob(s, 1, spki_hash, 32), out);
   ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_DONE, ALN_ERR_STORE, out);
   st = sqlite3_changes(esc->db) > 0 ? ALN_OK : ALN_ERR_NOT_FOUND;
 out:
-  sqlite3_finalize(s);
+  stmt_done(s);
   return st;
 }
 
@@ -939,14 +1039,14 @@ static aln_status host_is_enrolled_locked(struct aln_escrow *esc, int *out, cons
   aln_status st = ALN_ERR_INTERNAL;
   sqlite3_stmt *s = NULL;
 
-  ALN_GUARD_GOTO(st, db_prepare(esc->db, &s, "SELECT 1 FROM hosts WHERE spki_hash = ?1"), out);
+  s = esc->stmt[ESC_HOST_FIND];
   ALN_GUARD_GOTO(st, bind_blob(s, 1, spki_hash, 32), out);
   int rc = sqlite3_step(s);
   ALN_GUARD_GOTO(st, db_status(rc), out);
   *out = rc == SQLITE_ROW;
   st = ALN_OK;
 out:
-  sqlite3_finalize(s);
+  stmt_done(s);
   return st;
 }
 
@@ -957,8 +1057,7 @@ static aln_status host_list_locked(struct aln_escrow *esc, struct aln_host_entry
   size_t num = 0, cap = 0;
   int rc;
 
-  ALN_GUARD_GOTO(
-      st, db_prepare(esc->db, &s, "SELECT spki_hash, label, enrolled_at FROM hosts ORDER BY enrolled_at, rowid"), out);
+  s = esc->stmt[ESC_HOST_LIST];
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
     if (num == cap) {
       cap = cap ? cap * 2 : 8;
@@ -983,7 +1082,7 @@ static aln_status host_list_locked(struct aln_escrow *esc, struct aln_host_entry
   st = ALN_OK;
 out:
   free(list);
-  sqlite3_finalize(s);
+  stmt_done(s);
   return st;
 }
 

@@ -1,5 +1,7 @@
 /* Memory for secrets and process hardening. Secret buffers are mlock'ed, excluded
- * from core dumps (MADV_DONTDUMP) and wiped with OPENSSL_cleanse when freed. */
+ * from core dumps (MADV_DONTDUMP) and wiped with OPENSSL_cleanse when freed. Secrets
+ * of at most one page come from a small process-wide pool of such pages: a freed one
+ * is wiped whole and kept, still locked and non-dumpable, for the next secret. */
 #ifndef ALN_PROTO_SECMEM_H
 #define ALN_PROTO_SECMEM_H
 
@@ -23,8 +25,8 @@ aln_status aln_secret_new(struct aln_secret *out, size_t len) ALN_WUR;
 /* aln_secret_from copies |len| bytes at |data| into a new secret (as aln_secret_new). */
 aln_status aln_secret_from(struct aln_secret *out, const uint8_t *data, size_t len) ALN_WUR;
 
-/* aln_secret_free wipes and releases |s| and zeroes the struct; safe on a zeroed
- * struct or twice. */
+/* aln_secret_free wipes and releases |s| (a pooled page goes back to the pool,
+ * wiped) and zeroes the struct; safe on a zeroed struct or twice. */
 void aln_secret_free(struct aln_secret *s);
 
 /* aln_wipe wipes |len| bytes at |p| in a way the compiler cannot elide. */

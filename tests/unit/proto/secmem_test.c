@@ -1,10 +1,15 @@
 /* Tests for proto/secmem: secrets are zeroed, excluded from core dumps (checked in
  * the kernel's own view, /proc/self/smaps VmFlags "dd") and locked when the limit
  * allows ("lo"); zero-length and repeated frees are safe; allocation still works
- * with RLIMIT_MEMLOCK 0; ct_equal and memmem_count; and process_harden really sets
- * RLIMIT_CORE 0 and non-dumpable (in a forked child, so this process stays
- * debuggable). */
+ * with RLIMIT_MEMLOCK 0, also for a pooled page inherited across fork; the page
+ * pool hands a freed page back zeroed (even where a caller wrote past its length)
+ * and still protected, never grows past ALN_SECMEM_POOL_MAX, and survives many
+ * threads allocating at once (under ASan a free pooled page is poisoned); ct_equal
+ * and memmem_count; and process_harden really sets RLIMIT_CORE 0 and non-dumpable
+ * (in a forked child, so this process stays debuggable). */
 #include <linux/capability.h>
+#include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,6 +26,7 @@
 #include <cmocka.h>
 
 #include "proto/secmem.h"
+#include "proto/secmem_internal.h"
 
 /* vma_flags copies into |out| the VmFlags line of the mapping holding |addr|;
  * returns 0 if found. */
@@ -166,16 +172,29 @@ static int drop_ipc_lock(void) {
  * yet secrets must still be allocated and kept out of dumps. */
 static void test_secret_without_memlock(void **state) {
   (void)state;
+  /* Leave a free page in the pool, locked here, for the child to be handed. */
+  struct aln_secret warm;
+  assert_int_equal(aln_secret_new(&warm, 64), ALN_OK);
+  aln_secret_free(&warm);
   pid_t pid = fork();
   assert_true(pid >= 0);
   if (pid == 0) {
     struct rlimit zero = {0, 0};
     char flags[512];
     struct aln_secret s;
+    size_t owned0, free0, owned1, free1;
     if (setrlimit(RLIMIT_MEMLOCK, &zero) != 0 || drop_ipc_lock() != 0)
       _exit(10);
+    aln_secmem_pool_stats(&owned0, &free0);
+    if (free0 == 0)
+      _exit(14);
     if (aln_secret_new(&s, 64) != ALN_OK)
       _exit(11);
+    /* It came from the pool: mlock is not inherited, so the pool must not still
+     * count it as locked (checked below through "lo"). */
+    aln_secmem_pool_stats(&owned1, &free1);
+    if (owned1 != owned0 || free1 != free0 - 1)
+      _exit(15);
     if (vma_flags(s.p, flags, sizeof(flags)) != 0 || !has_flag(flags, "dd"))
       _exit(12);
     if (has_flag(flags, "lo")) /* the failure path really was taken */
@@ -188,6 +207,184 @@ static void test_secret_without_memlock(void **state) {
   assert_int_equal(waitpid(pid, &status, 0), pid);
   assert_true(WIFEXITED(status));
   assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* mlock is not inherited across fork, so a child handed a page the parent pooled
+ * locked must lock it again itself (where the limit allows), and "dd" still holds. */
+static void test_pool_relocks_after_fork(void **state) {
+  (void)state;
+  struct aln_secret warm;
+  assert_int_equal(aln_secret_new(&warm, 64), ALN_OK);
+  aln_secret_free(&warm);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    size_t owned0, free0, owned1, free1;
+    char flags[512];
+    struct aln_secret s;
+    aln_secmem_pool_stats(&owned0, &free0);
+    if (free0 == 0)
+      _exit(10);
+    if (aln_secret_new(&s, 64) != ALN_OK)
+      _exit(11);
+    aln_secmem_pool_stats(&owned1, &free1);
+    if (owned1 != owned0 || free1 != free0 - 1) /* a pooled page */
+      _exit(12);
+    if (vma_flags(s.p, flags, sizeof(flags)) != 0 || !has_flag(flags, "dd"))
+      _exit(13);
+    if (memlock_allows(4096) && !has_flag(flags, "lo"))
+      _exit(14);
+    aln_secret_free(&s);
+    _exit(0);
+  }
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* take_all_free empties the pool's free list into |held| (at most |cap|) and
+ * returns how many it took. */
+static size_t take_all_free(struct aln_secret *held, size_t cap) {
+  size_t owned, num_free, n = 0;
+  aln_secmem_pool_stats(&owned, &num_free);
+  for (; n < num_free && n < cap; n++)
+    assert_int_equal(aln_secret_new(&held[n], 1), ALN_OK);
+  aln_secmem_pool_stats(&owned, &num_free);
+  assert_int_equal(num_free, 0);
+  return n;
+}
+
+/* A freed page goes back to the pool and the next secret gets that very page:
+ * zeroed whole, even where the previous owner wrote past its length, and still
+ * non-dumpable and locked. */
+static void test_pool_reuse_zeroed(void **state) {
+  (void)state;
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  struct aln_secret held[ALN_SECMEM_POOL_MAX];
+  size_t num_held = take_all_free(held, ALN_SECMEM_POOL_MAX);
+  size_t owned0, free0, owned, num_free;
+  aln_secmem_pool_stats(&owned0, &free0);
+
+  struct aln_secret s;
+  assert_int_equal(aln_secret_new(&s, page), ALN_OK);
+  uint8_t *first = s.p;
+  memset(s.p, 0xa5, page);
+  aln_secret_free(&s);
+  aln_secmem_pool_stats(&owned, &num_free);
+  assert_int_equal(num_free, 1); /* kept, not released */
+
+  assert_int_equal(aln_secret_new(&s, page), ALN_OK);
+  assert_ptr_equal(s.p, first); /* the only free page: reuse really happened */
+  assert_true(all_zero(s.p, page));
+  assert_dontdump(s.p, memlock_allows(page));
+
+  /* A 10-byte secret whose owner scribbled over the rest of its page. */
+  aln_secret_free(&s);
+  assert_int_equal(aln_secret_new(&s, 10), ALN_OK);
+  assert_ptr_equal(s.p, first);
+  assert_true(all_zero(s.p, page));
+  memset(s.p, 0x3c, page);
+  aln_secret_free(&s);
+  assert_int_equal(aln_secret_new(&s, page), ALN_OK);
+  assert_ptr_equal(s.p, first);
+  assert_true(all_zero(s.p, page));
+  aln_secret_free(&s);
+
+  /* A secret larger than a page never takes or fills a pooled page. */
+  assert_int_equal(aln_secret_new(&s, page + 1), ALN_OK);
+  assert_true(all_zero(s.p, s.len));
+  aln_secret_free(&s);
+  aln_secmem_pool_stats(&owned, &num_free);
+  assert_true(owned <= owned0 + 1);
+  assert_int_equal(num_free, 1);
+
+  for (size_t i = 0; i < num_held; i++)
+    aln_secret_free(&held[i]);
+}
+
+/* 200 live single-page secrets: the pool makes at most ALN_SECMEM_POOL_MAX pages and
+ * the rest take the unpooled path, equally protected; after all are freed the pool
+ * holds exactly its bound, and a second round does not grow it. */
+static void test_pool_bounded(void **state) {
+  (void)state;
+  enum { N = 200 };
+  static struct aln_secret s[N];
+  size_t owned, num_free;
+  for (int round = 0; round < 2; round++) {
+    for (size_t i = 0; i < N; i++) {
+      assert_int_equal(aln_secret_new(&s[i], 32), ALN_OK);
+      assert_true(all_zero(s[i].p, 32));
+      memset(s[i].p, (int)i + 1, 32);
+    }
+    aln_secmem_pool_stats(&owned, &num_free);
+    assert_int_equal(owned, ALN_SECMEM_POOL_MAX);
+    assert_int_equal(num_free, 0);
+    assert_dontdump(s[0].p, memlock_allows(N * 4096));
+    assert_dontdump(s[N - 1].p, memlock_allows(N * 4096)); /* an unpooled one */
+    for (size_t i = 0; i < N; i++) {
+      assert_int_equal(s[i].p[31], (uint8_t)(i + 1)); /* no page handed out twice */
+      aln_secret_free(&s[i]);
+    }
+    aln_secmem_pool_stats(&owned, &num_free);
+    assert_int_equal(owned, ALN_SECMEM_POOL_MAX);
+    assert_int_equal(num_free, ALN_SECMEM_POOL_MAX);
+  }
+}
+
+#define POOL_THREADS 8
+#define POOL_ITERS 3000
+
+/* pool_worker allocates and frees secrets of assorted sizes, checking each arrives
+ * zeroed and that nobody else writes to it while it is held. Returns the number of
+ * failures. */
+static void *pool_worker(void *arg) {
+  static const size_t sizes[] = {0, 1, 32, 4095, 4096, 4097, 8192};
+  uint8_t tag = (uint8_t)(uintptr_t)arg;
+  uintptr_t failures = 0;
+  unsigned seed = tag;
+  for (int it = 0; it < POOL_ITERS; it++) {
+    struct aln_secret s[3];
+    int n = 1 + (int)(rand_r(&seed) % 3);
+    for (int i = 0; i < n; i++) {
+      size_t len = sizes[rand_r(&seed) % (sizeof(sizes) / sizeof(sizes[0]))];
+      if (aln_secret_new(&s[i], len) != ALN_OK || s[i].p == NULL) {
+        failures++;
+        n = i;
+        break;
+      }
+      if (!all_zero(s[i].p, len))
+        failures++;
+      memset(s[i].p, tag, len);
+    }
+    if (it % 16 == 0)
+      sched_yield();
+    for (int i = 0; i < n; i++) {
+      for (size_t j = 0; j < s[i].len; j++)
+        if (s[i].p[j] != tag) {
+          failures++;
+          break;
+        }
+      aln_secret_free(&s[i]);
+    }
+  }
+  return (void *)failures;
+}
+
+static void test_pool_threads(void **state) {
+  (void)state;
+  pthread_t th[POOL_THREADS];
+  for (uintptr_t i = 0; i < POOL_THREADS; i++)
+    assert_int_equal(pthread_create(&th[i], NULL, pool_worker, (void *)(i + 1)), 0);
+  for (int i = 0; i < POOL_THREADS; i++) {
+    void *failures = NULL;
+    assert_int_equal(pthread_join(th[i], &failures), 0);
+    assert_int_equal((uintptr_t)failures, 0);
+  }
+  size_t owned, num_free;
+  aln_secmem_pool_stats(&owned, &num_free);
+  assert_true(owned <= ALN_SECMEM_POOL_MAX);
+  assert_int_equal(num_free, owned); /* every page came back */
 }
 
 static void test_wipe(void **state) {
@@ -284,10 +481,18 @@ static void test_process_harden(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_secret_new),   cmocka_unit_test(test_secret_zero_length),
-      cmocka_unit_test(test_secret_from),  cmocka_unit_test(test_secret_without_memlock),
-      cmocka_unit_test(test_wipe),         cmocka_unit_test(test_ct_equal),
-      cmocka_unit_test(test_memmem_count), cmocka_unit_test(test_process_harden),
+      cmocka_unit_test(test_secret_new),
+      cmocka_unit_test(test_secret_zero_length),
+      cmocka_unit_test(test_secret_from),
+      cmocka_unit_test(test_secret_without_memlock),
+      cmocka_unit_test(test_pool_reuse_zeroed),
+      cmocka_unit_test(test_pool_bounded),
+      cmocka_unit_test(test_pool_threads),
+      cmocka_unit_test(test_pool_relocks_after_fork),
+      cmocka_unit_test(test_wipe),
+      cmocka_unit_test(test_ct_equal),
+      cmocka_unit_test(test_memmem_count),
+      cmocka_unit_test(test_process_harden),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
