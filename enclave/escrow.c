@@ -561,9 +561,11 @@ void aln_escrow_free(struct aln_escrow *esc) {
   free(esc);
 }
 
+static aln_status audit_insert(struct aln_escrow *esc, const struct aln_audit_event *ev);
+
 static aln_status put_locked(struct aln_escrow *esc, struct aln_cred_meta *out_meta, const char *name,
                              const uint8_t *secret, size_t secret_len, const uint8_t *binding, size_t binding_len,
-                             int64_t expires_at, int replace) {
+                             int64_t expires_at, int replace, const struct aln_audit_event *audit) {
   aln_status st = ALN_ERR_INTERNAL;
   sqlite3 *db = esc->db;
   sqlite3_stmt *s = NULL;
@@ -619,6 +621,8 @@ static aln_status put_locked(struct aln_escrow *esc, struct aln_cred_meta *out_m
   ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_DONE && sqlite3_changes(db) == 1, ALN_ERR_STORE, out);
   stmt_done(s);
   s = NULL;
+  if (audit != NULL)
+    ALN_GUARD_GOTO(st, audit_insert(esc, audit), out);
 
   /* Everything that can fail happens before COMMIT, so an error changes nothing. */
   if (out_meta != NULL) {
@@ -649,7 +653,7 @@ out:
 
 aln_status aln_escrow_put(struct aln_escrow *esc, struct aln_cred_meta *out_meta, const char *name,
                           const uint8_t *secret, size_t secret_len, const uint8_t *binding, size_t binding_len,
-                          int64_t expires_at, int replace) {
+                          int64_t expires_at, int replace, const struct aln_audit_event *audit) {
   if (out_meta != NULL)
     memset(out_meta, 0, sizeof(*out_meta));
   ALN_ENSURE(esc != NULL && secret != NULL && binding != NULL, ALN_ERR_USAGE);
@@ -658,7 +662,7 @@ aln_status aln_escrow_put(struct aln_escrow *esc, struct aln_cred_meta *out_meta
   ALN_ENSURE(secret_len <= ALN_SECRET_MAX && binding_len <= ALN_BINDING_MAX, ALN_ERR_TOO_LARGE);
 
   pthread_mutex_lock(&esc->mu);
-  aln_status st = put_locked(esc, out_meta, name, secret, secret_len, binding, binding_len, expires_at, replace);
+  aln_status st = put_locked(esc, out_meta, name, secret, secret_len, binding, binding_len, expires_at, replace, audit);
   if (st == ALN_OK && replace)
     wipe_checkpoint(esc->db);
   pthread_mutex_unlock(&esc->mu);
@@ -709,7 +713,8 @@ aln_status aln_escrow_list(struct aln_escrow *esc, struct aln_cred_meta **out, s
   return st;
 }
 
-static aln_status revoke_locked(struct aln_escrow *esc, struct aln_cred_meta *out_meta, const char *name) {
+static aln_status revoke_locked(struct aln_escrow *esc, struct aln_cred_meta *out_meta, const char *name,
+                                const struct aln_audit_event *audit) {
   aln_status st = ALN_ERR_INTERNAL;
   sqlite3 *db = esc->db;
   sqlite3_stmt *s = NULL;
@@ -730,6 +735,10 @@ static aln_status revoke_locked(struct aln_escrow *esc, struct aln_cred_meta *ou
   s = esc->stmt[ESC_REVOKE];
   ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 1, id)), out);
   ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_DONE && sqlite3_changes(db) == 1, ALN_ERR_STORE, out);
+  stmt_done(s);
+  s = NULL;
+  if (audit != NULL)
+    ALN_GUARD_GOTO(st, audit_insert(esc, audit), out);
   st = ALN_OK;
 out:
   stmt_done(s);
@@ -742,13 +751,14 @@ out:
   return st;
 }
 
-aln_status aln_escrow_revoke(struct aln_escrow *esc, struct aln_cred_meta *out_meta, const char *name) {
+aln_status aln_escrow_revoke(struct aln_escrow *esc, struct aln_cred_meta *out_meta, const char *name,
+                             const struct aln_audit_event *audit) {
   if (out_meta != NULL)
     memset(out_meta, 0, sizeof(*out_meta));
   ALN_ENSURE(esc != NULL, ALN_ERR_USAGE);
   ALN_ENSURE(aln_cred_name_valid_str(name), ALN_ERR_BAD_NAME);
   pthread_mutex_lock(&esc->mu);
-  aln_status st = revoke_locked(esc, out_meta, name);
+  aln_status st = revoke_locked(esc, out_meta, name, audit);
   if (st == ALN_OK)
     wipe_checkpoint(esc->db);
   pthread_mutex_unlock(&esc->mu);
@@ -877,7 +887,8 @@ out:
   return st;
 }
 
-static aln_status audit_append_locked(struct aln_escrow *esc, const struct aln_audit_event *ev) {
+/* audit_insert appends |ev| inside the caller's open write transaction. */
+static aln_status audit_insert(struct aln_escrow *esc, const struct aln_audit_event *ev) {
   aln_status st = ALN_ERR_INTERNAL;
   sqlite3_stmt *s = NULL;
   uint8_t prev[ESC_HASH_LEN] = {0}, hash[ESC_HASH_LEN];
@@ -890,7 +901,6 @@ static aln_status audit_append_locked(struct aln_escrow *esc, const struct aln_a
     r.str_len[i] = strs[i] != NULL ? strnlen(strs[i], audit_field_max(i)) : 0;
   }
 
-  ALN_GUARD(db_run(esc, ESC_BEGIN_WRITE));
   s = esc->stmt[ESC_AUDIT_LAST];
   int rc = sqlite3_step(s);
   ALN_GUARD_GOTO(st, db_status(rc), out);
@@ -920,7 +930,12 @@ static aln_status audit_append_locked(struct aln_escrow *esc, const struct aln_a
   st = ALN_OK;
 out:
   stmt_done(s);
-  return db_end(esc, st);
+  return st;
+}
+
+static aln_status audit_append_locked(struct aln_escrow *esc, const struct aln_audit_event *ev) {
+  ALN_GUARD(db_run(esc, ESC_BEGIN_WRITE));
+  return db_end(esc, audit_insert(esc, ev));
 }
 
 aln_status aln_escrow_audit_append(struct aln_escrow *esc, const struct aln_audit_event *ev) {

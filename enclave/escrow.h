@@ -18,6 +18,7 @@
 #define ALN_BINDING_MAX 65536
 
 struct aln_escrow;
+struct aln_audit_event;
 
 struct aln_cred_meta {
   char name[ALN_NAME_MAX + 1];
@@ -43,10 +44,12 @@ void aln_escrow_free(struct aln_escrow *esc);
 /* aln_escrow_put seals |secret| with |binding| under |name|. Without |replace| an
  * existing live credential of that name gives ALN_ERR_EXISTS; with it a new version
  * replaces the old one, whose ciphertext and wrapped key are wiped from its row.
- * Fills |out_meta| (may be NULL). Nothing is changed on any error. */
+ * Fills |out_meta| (may be NULL). |audit| (may be NULL) is appended to the audit
+ * chain in the same transaction, so the write and its audit row are durable
+ * together or not at all. Nothing is changed on any error. */
 aln_status aln_escrow_put(struct aln_escrow *esc, struct aln_cred_meta *out_meta, const char *name,
                           const uint8_t *secret, size_t secret_len, const uint8_t *binding, size_t binding_len,
-                          int64_t expires_at, int replace) ALN_WUR;
+                          int64_t expires_at, int replace, const struct aln_audit_event *audit) ALN_WUR;
 
 /* aln_escrow_list returns the metadata of the newest version of every credential
  * (revoked ones included, flagged), sorted by name, in a new array *out of *num_out
@@ -56,8 +59,10 @@ void aln_escrow_list_free(struct aln_cred_meta *list, size_t num);
 
 /* aln_escrow_revoke marks the live credential |name| revoked and wipes its ciphertext
  * and wrapped key from the row; the tombstone (metadata) stays for audit.
- * ALN_ERR_NOT_FOUND if there is no live credential of that name. */
-aln_status aln_escrow_revoke(struct aln_escrow *esc, struct aln_cred_meta *out_meta, const char *name) ALN_WUR;
+ * ALN_ERR_NOT_FOUND if there is no live credential of that name. |audit| (may be
+ * NULL) is appended in the same transaction, as for aln_escrow_put. */
+aln_status aln_escrow_revoke(struct aln_escrow *esc, struct aln_cred_meta *out_meta, const char *name,
+                             const struct aln_audit_event *audit) ALN_WUR;
 
 /* aln_escrow_unseal opens the live credential |name| into |out_secret| (locked
  * memory, caller frees with aln_secret_free) and its metadata into |out_meta|.

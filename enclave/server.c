@@ -90,9 +90,12 @@ static aln_status info_from_meta(Aileron__V1__CredentialInfo *info, Aileron__V1_
   return ALN_OK;
 }
 
-static void audit(struct conn *c, aln_status *st, const char *action, const char *credential, const char *method,
-                  const char *url, aln_status result, long http_status, const char *actor) {
-  char dest[ALN_URL_MAX + 1] = "";
+/* audit_event describes one decision of connection |c|; |dest| (ALN_URL_MAX + 1
+ * bytes) receives the destination, which the event points to. */
+static struct aln_audit_event audit_event(struct conn *c, char *dest, const char *action, const char *credential,
+                                          const char *method, const char *url, aln_status result, long http_status,
+                                          const char *actor) {
+  dest[0] = '\0';
   if (url != NULL) {
     /* The query string may carry the agent's own data: keep only the destination. */
     size_t n = strcspn(url, "?#");
@@ -101,7 +104,7 @@ static void audit(struct conn *c, aln_status *st, const char *action, const char
     memcpy(dest, url, n);
     dest[n] = '\0';
   }
-  struct aln_audit_event ev = {
+  return (struct aln_audit_event){
       .time = (int64_t)time(NULL),
       .actor = actor,
       .host_key = c->host_key,
@@ -113,8 +116,15 @@ static void audit(struct conn *c, aln_status *st, const char *action, const char
       .result = result,
       .http_status = http_status,
   };
+}
+
+/* audit appends one row on its own. No audit row, no answer: an operation that
+ * cannot be recorded is reported as failed (*st). */
+static void audit(struct conn *c, aln_status *st, const char *action, const char *credential, const char *method,
+                  const char *url, aln_status result, long http_status, const char *actor) {
+  char dest[ALN_URL_MAX + 1];
+  struct aln_audit_event ev = audit_event(c, dest, action, credential, method, url, result, http_status, actor);
   aln_status ast = aln_escrow_audit_append(c->srv->escrow, &ev);
-  /* No audit row, no answer: a use that cannot be recorded is reported as failed. */
   if (ast != ALN_OK && st != NULL)
     *st = ast;
 }
@@ -240,13 +250,14 @@ static aln_status handle_put(struct conn *c, const Aileron__V1__Request *req) {
   blob = malloc(blob_len);
   ALN_ENSURE_GOTO(st, blob != NULL, ALN_ERR_NOMEM, out);
   protobuf_c_message_pack(&p->binding->base, blob);
-  ALN_GUARD_GOTO(st,
-                 aln_escrow_put(c->srv->escrow, &meta, p->name, p->secret.data, p->secret.len, blob, blob_len,
-                                p->expires_at, p->replace),
-                 out);
-  st = ALN_OK;
+  /* The write and its audit row commit together: a crash cannot keep one alone. */
+  char dest[ALN_URL_MAX + 1];
+  struct aln_audit_event ev = audit_event(c, dest, "put", p->name, NULL, NULL, ALN_OK, 0, "operator");
+  st = aln_escrow_put(c->srv->escrow, &meta, p->name, p->secret.data, p->secret.len, blob, blob_len, p->expires_at,
+                      p->replace, &ev);
 out:
-  audit(c, &st, "put", p->name, NULL, NULL, st, 0, "operator");
+  if (st != ALN_OK) /* refused: nothing changed, record the refusal */
+    audit(c, &st, "put", p->name, NULL, NULL, st, 0, "operator");
   if (st == ALN_OK)
     st = answer_info(c, &meta, AILERON__V1__RESPONSE__BODY_PUT_CREDENTIAL);
   aln_cred_meta_cleanup(&meta);
@@ -294,8 +305,11 @@ static aln_status handle_revoke(struct conn *c, const Aileron__V1__Request *req)
   ALN_ENSURE(r != NULL && r->name != NULL, ALN_ERR_USAGE);
   ALN_ENSURE(aln_cred_name_valid_str(r->name), ALN_ERR_BAD_NAME);
   struct aln_cred_meta meta = {0};
-  aln_status st = aln_escrow_revoke(c->srv->escrow, &meta, r->name);
-  audit(c, &st, "revoke", r->name, NULL, NULL, st, 0, "operator");
+  char dest[ALN_URL_MAX + 1];
+  struct aln_audit_event ev = audit_event(c, dest, "revoke", r->name, NULL, NULL, ALN_OK, 0, "operator");
+  aln_status st = aln_escrow_revoke(c->srv->escrow, &meta, r->name, &ev);
+  if (st != ALN_OK)
+    audit(c, &st, "revoke", r->name, NULL, NULL, st, 0, "operator");
   if (st == ALN_OK)
     st = answer_info(c, &meta, AILERON__V1__RESPONSE__BODY_REVOKE_CREDENTIAL);
   aln_cred_meta_cleanup(&meta);

@@ -172,7 +172,7 @@ static aln_status escrow_run(struct half *r, const struct turns *t, const struct
       struct aln_cred_meta meta;
       cred_name(name, i);
       cred_secret(secret, i);
-      ALN_GUARD_GOTO(st, aln_escrow_put(esc, &meta, name, secret, SECRET_LEN, binding, binding_len, 0, 0), out);
+      ALN_GUARD_GOTO(st, aln_escrow_put(esc, &meta, name, secret, SECRET_LEN, binding, binding_len, 0, 0, NULL), out);
       aln_cred_meta_cleanup(&meta);
     }
     if (b > 0)

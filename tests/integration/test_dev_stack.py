@@ -27,9 +27,12 @@ class DevStack(unittest.TestCase):
                              start_new_session=True)
         try:
             def banner():
+                if p.poll() is not None:  # the script failed (install or build): no point waiting
+                    log.seek(0)
+                    raise AssertionError("deploy/local/run exited early:\n" + log.read().decode("utf-8", "replace"))
                 log.seek(0)
                 return b"Ctrl-C stops both processes" in log.read()
-            wait_for(banner, timeout=600, what="the dev stack banner")
+            wait_for(banner, timeout=240, what="the dev stack banner")
             cli = [os.path.join(ROOT, "build/default/host/aileron"), "--state-dir", f"{d}/host"]
             add = subprocess.run(cli + ["credential", "add", "demo", "--bearer", "--allow", "https://api.example.com/"],
                                  input=b"dev-secret-123", capture_output=True)

@@ -77,7 +77,7 @@ static void reopen(struct fx *f, const struct aln_secret *kek) {
 
 static aln_status put(struct fx *f, const char *name, const char *secret, int replace) {
   return aln_escrow_put(f->esc, NULL, name, (const uint8_t *)secret, strlen(secret), (const uint8_t *)k_binding_marker,
-                        strlen(k_binding_marker), 0, replace);
+                        strlen(k_binding_marker), 0, replace, NULL);
 }
 
 /* assert_opens checks that |name| unseals to exactly |secret|. */
@@ -210,7 +210,7 @@ static void test_round_trip(void **state) {
   struct aln_cred_meta m;
   int64_t before = (int64_t)time(NULL);
   assert_int_equal(aln_escrow_put(f->esc, &m, "github.token", (const uint8_t *)k_canary, strlen(k_canary),
-                                  (const uint8_t *)"bind", 4, 0, 0),
+                                  (const uint8_t *)"bind", 4, 0, 0, NULL),
                    ALN_OK);
   assert_string_equal(m.name, "github.token");
   assert_int_equal(m.version, 1);
@@ -244,17 +244,17 @@ static void test_size_boundaries(void **state) {
     big[i] = (uint8_t)(i * 7 + 3);
   const uint8_t *b = (const uint8_t *)"b";
 
-  assert_int_equal(aln_escrow_put(f->esc, NULL, "s", big, 0, b, 1, 0, 0), ALN_ERR_USAGE);
-  assert_int_equal(aln_escrow_put(f->esc, NULL, "s", big, ALN_SECRET_MAX + 1, b, 1, 0, 0), ALN_ERR_TOO_LARGE);
-  assert_int_equal(aln_escrow_put(f->esc, NULL, "s", big, 1, b, 0, 0, 0), ALN_ERR_USAGE);
-  assert_int_equal(aln_escrow_put(f->esc, NULL, "s", big, 1, big, ALN_BINDING_MAX + 1, 0, 0), ALN_ERR_TOO_LARGE);
-  assert_int_equal(aln_escrow_put(f->esc, NULL, "s", big, 1, b, 1, -1, 0), ALN_ERR_USAGE);
-  assert_int_equal(aln_escrow_put(f->esc, NULL, "s", NULL, 1, b, 1, 0, 0), ALN_ERR_USAGE);
-  assert_int_equal(aln_escrow_put(NULL, NULL, "s", big, 1, b, 1, 0, 0), ALN_ERR_USAGE);
+  assert_int_equal(aln_escrow_put(f->esc, NULL, "s", big, 0, b, 1, 0, 0, NULL), ALN_ERR_USAGE);
+  assert_int_equal(aln_escrow_put(f->esc, NULL, "s", big, ALN_SECRET_MAX + 1, b, 1, 0, 0, NULL), ALN_ERR_TOO_LARGE);
+  assert_int_equal(aln_escrow_put(f->esc, NULL, "s", big, 1, b, 0, 0, 0, NULL), ALN_ERR_USAGE);
+  assert_int_equal(aln_escrow_put(f->esc, NULL, "s", big, 1, big, ALN_BINDING_MAX + 1, 0, 0, NULL), ALN_ERR_TOO_LARGE);
+  assert_int_equal(aln_escrow_put(f->esc, NULL, "s", big, 1, b, 1, -1, 0, NULL), ALN_ERR_USAGE);
+  assert_int_equal(aln_escrow_put(f->esc, NULL, "s", NULL, 1, b, 1, 0, 0, NULL), ALN_ERR_USAGE);
+  assert_int_equal(aln_escrow_put(NULL, NULL, "s", big, 1, b, 1, 0, 0, NULL), ALN_ERR_USAGE);
   assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM credentials"), 0);
 
   /* Both maxima are accepted and round-trip exactly. */
-  assert_int_equal(aln_escrow_put(f->esc, NULL, "s", big, ALN_SECRET_MAX, big, ALN_BINDING_MAX, 0, 0), ALN_OK);
+  assert_int_equal(aln_escrow_put(f->esc, NULL, "s", big, ALN_SECRET_MAX, big, ALN_BINDING_MAX, 0, 0, NULL), ALN_OK);
   struct aln_secret s = {0};
   struct aln_cred_meta m;
   assert_int_equal(aln_escrow_unseal(f->esc, &s, &m, "s", (int64_t)time(NULL)), ALN_OK);
@@ -274,9 +274,9 @@ static void test_list(void **state) {
   assert_int_equal(put(f, "mid", "s3", 0), ALN_OK);
   assert_int_equal(put(f, "mid", "s3-new", 1), ALN_OK);
   assert_int_equal(aln_escrow_put(f->esc, NULL, "exp", (const uint8_t *)k_canary, strlen(k_canary),
-                                  (const uint8_t *)"B2", 2, 12345, 0),
+                                  (const uint8_t *)"B2", 2, 12345, 0, NULL),
                    ALN_OK);
-  assert_int_equal(aln_escrow_revoke(f->esc, NULL, "zeta"), ALN_OK);
+  assert_int_equal(aln_escrow_revoke(f->esc, NULL, "zeta", NULL), ALN_OK);
 
   struct aln_cred_meta *l = NULL;
   size_t n = 0;
@@ -323,8 +323,8 @@ static void test_replace(void **state) {
   struct fx *f = *state;
   struct aln_cred_meta m;
   assert_int_equal(put(f, "a", "old-secret", 0), ALN_OK);
-  assert_int_equal(aln_escrow_put(f->esc, &m, "a", (const uint8_t *)"new-secret", 10, (const uint8_t *)"nb", 2, 0, 1),
-                   ALN_OK);
+  assert_int_equal(
+      aln_escrow_put(f->esc, &m, "a", (const uint8_t *)"new-secret", 10, (const uint8_t *)"nb", 2, 0, 1, NULL), ALN_OK);
   assert_int_equal(m.version, 2);
   aln_cred_meta_cleanup(&m);
   assert_opens(f, "a", "new-secret");
@@ -345,7 +345,7 @@ static void test_revoke(void **state) {
   struct aln_cred_meta m;
   assert_int_equal(put(f, "a", "s-a", 0), ALN_OK);
   assert_int_equal(put(f, "b", "s-b", 0), ALN_OK);
-  assert_int_equal(aln_escrow_revoke(f->esc, &m, "a"), ALN_OK);
+  assert_int_equal(aln_escrow_revoke(f->esc, &m, "a", NULL), ALN_OK);
   assert_string_equal(m.name, "a");
   assert_int_equal(m.revoked, 1);
   assert_int_equal(m.version, 1);
@@ -357,9 +357,9 @@ static void test_revoke(void **state) {
   assert_int_equal(raw_int(f, "SELECT revoked = 1 AND live = 0 AND ciphertext IS NULL AND wrapped_key IS NULL"
                               " AND length(binding) > 0 FROM credentials WHERE name = 'a'"),
                    1);
-  assert_int_equal(aln_escrow_revoke(f->esc, &m, "a"), ALN_ERR_NOT_FOUND);
-  assert_int_equal(aln_escrow_revoke(f->esc, NULL, "never"), ALN_ERR_NOT_FOUND);
-  assert_int_equal(aln_escrow_revoke(f->esc, NULL, "../a"), ALN_ERR_BAD_NAME);
+  assert_int_equal(aln_escrow_revoke(f->esc, &m, "a", NULL), ALN_ERR_NOT_FOUND);
+  assert_int_equal(aln_escrow_revoke(f->esc, NULL, "never", NULL), ALN_ERR_NOT_FOUND);
+  assert_int_equal(aln_escrow_revoke(f->esc, NULL, "../a", NULL), ALN_ERR_BAD_NAME);
 
   /* A revoked name can be stored again, as a new version, without replace. */
   assert_int_equal(put(f, "a", "s-a2", 0), ALN_OK);
@@ -376,7 +376,7 @@ static void test_failed_write_changes_nothing(void **state) {
   assert_int_equal(put(f, "a", "old", 0), ALN_OK);
   raw_exec(f, "CREATE TRIGGER no_seal BEFORE UPDATE OF ciphertext ON credentials"
               " WHEN NEW.ciphertext IS NOT NULL BEGIN SELECT RAISE(ABORT, 'injected'); END");
-  assert_int_equal(aln_escrow_put(f->esc, &m, "a", (const uint8_t *)"new", 3, (const uint8_t *)"b", 1, 0, 1),
+  assert_int_equal(aln_escrow_put(f->esc, &m, "a", (const uint8_t *)"new", 3, (const uint8_t *)"b", 1, 0, 1, NULL),
                    ALN_ERR_STORE);
   assert_null(m.binding);
   assert_int_equal(put(f, "b", "x", 0), ALN_ERR_STORE);
@@ -390,7 +390,7 @@ static void test_failed_write_changes_nothing(void **state) {
               "CREATE TRIGGER no_revoke BEFORE UPDATE OF revoked ON credentials"
               " BEGIN SELECT RAISE(ABORT, 'injected'); END;"
               "CREATE TRIGGER no_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'injected'); END");
-  assert_int_equal(aln_escrow_revoke(f->esc, &m, "a"), ALN_ERR_STORE);
+  assert_int_equal(aln_escrow_revoke(f->esc, &m, "a", NULL), ALN_ERR_STORE);
   assert_null(m.binding);
   assert_opens(f, "a", "old");
   struct aln_audit_event ev = {.time = 1, .actor = "x"};
@@ -404,6 +404,32 @@ static void test_failed_write_changes_nothing(void **state) {
   assert_opens(f, "a", "new");
   assert_int_equal(aln_escrow_audit_append(f->esc, &ev), ALN_OK);
   assert_chain(f, ALN_OK, 1);
+}
+
+/* A write and its audit row commit together: if the row cannot be written the write
+ * is rolled back, and when both succeed the row is in the chain. */
+static void test_write_and_audit_row_are_one_transaction(void **state) {
+  struct fx *f = *state;
+  struct aln_audit_event put_ev = {.time = 1, .actor = "operator", .action = "put", .credential = "a"};
+  struct aln_audit_event rev_ev = {.time = 2, .actor = "operator", .action = "revoke", .credential = "a"};
+  const uint8_t *b = (const uint8_t *)k_binding_marker;
+  size_t b_len = strlen(k_binding_marker);
+
+  raw_exec(f, "CREATE TRIGGER no_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'injected'); END");
+  assert_int_equal(aln_escrow_put(f->esc, NULL, "a", (const uint8_t *)"s1", 2, b, b_len, 0, 0, &put_ev), ALN_ERR_STORE);
+  assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM credentials"), 0);
+  raw_exec(f, "DROP TRIGGER no_audit");
+
+  assert_int_equal(aln_escrow_put(f->esc, NULL, "a", (const uint8_t *)"s1", 2, b, b_len, 0, 0, &put_ev), ALN_OK);
+  assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM audit WHERE action = 'put' AND credential = 'a'"), 1);
+
+  raw_exec(f, "CREATE TRIGGER no_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'injected'); END");
+  assert_int_equal(aln_escrow_revoke(f->esc, NULL, "a", &rev_ev), ALN_ERR_STORE);
+  assert_opens(f, "a", "s1"); /* the revoke was rolled back with its row */
+  raw_exec(f, "DROP TRIGGER no_audit");
+  assert_int_equal(aln_escrow_revoke(f->esc, NULL, "a", &rev_ev), ALN_OK);
+  assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM audit"), 2);
+  assert_chain(f, ALN_OK, 2);
 }
 
 static void assert_lists_equal(struct aln_cred_meta *a, size_t na, struct aln_cred_meta *b, size_t nb) {
@@ -429,11 +455,11 @@ static void test_bad_names_change_nothing(void **state) {
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     struct aln_secret s = {0};
     assert_false(aln_cred_name_valid_str(bad[i])); /* the rule itself: tests/unit/proto/names_test.c */
-    assert_int_equal(aln_escrow_put(f->esc, NULL, bad[i], (const uint8_t *)"v", 1, (const uint8_t *)"b", 1, 0, 1),
+    assert_int_equal(aln_escrow_put(f->esc, NULL, bad[i], (const uint8_t *)"v", 1, (const uint8_t *)"b", 1, 0, 1, NULL),
                      ALN_ERR_BAD_NAME);
     assert_int_equal(aln_escrow_unseal(f->esc, &s, NULL, bad[i], 0), ALN_ERR_BAD_NAME);
     assert_null(s.p);
-    assert_int_equal(aln_escrow_revoke(f->esc, NULL, bad[i]), ALN_ERR_BAD_NAME);
+    assert_int_equal(aln_escrow_revoke(f->esc, NULL, bad[i], NULL), ALN_ERR_BAD_NAME);
   }
   assert_int_equal(aln_escrow_list(f->esc, &after, &na), ALN_OK);
   assert_lists_equal(before, nb, after, na);
@@ -450,8 +476,8 @@ static void test_bad_names_change_nothing(void **state) {
 static void test_expiry(void **state) {
   struct fx *f = *state;
   const int64_t t = 1700000000;
-  assert_int_equal(aln_escrow_put(f->esc, NULL, "e", (const uint8_t *)"sec", 3, (const uint8_t *)"b", 1, t + 100, 0),
-                   ALN_OK);
+  assert_int_equal(
+      aln_escrow_put(f->esc, NULL, "e", (const uint8_t *)"sec", 3, (const uint8_t *)"b", 1, t + 100, 0, NULL), ALN_OK);
   assert_int_equal(put(f, "forever", "sec", 0), ALN_OK);
   struct aln_secret s = {0};
   assert_int_equal(aln_escrow_unseal(f->esc, &s, NULL, "e", t + 99), ALN_OK);
@@ -478,7 +504,7 @@ static void test_secret_never_in_file(void **state) {
   assert_int_equal(put(f, "canary", k_canary, 0), ALN_OK);
   assert_int_equal(put(f, "canary2", k_canary, 0), ALN_OK);
   assert_int_equal(put(f, "canary", k_canary, 1), ALN_OK);
-  assert_int_equal(aln_escrow_revoke(f->esc, NULL, "canary2"), ALN_OK);
+  assert_int_equal(aln_escrow_revoke(f->esc, NULL, "canary2", NULL), ALN_OK);
   assert_opens(f, "canary", k_canary);
 
   /* The search sees the file as written: the clear-text binding is found. */
@@ -511,7 +537,7 @@ static void test_wiped_ciphertext_leaves_file(void **state) {
   assert_true(count_in_files(f, ct_replaced, ct_p_len) >= 1);
   assert_true(count_in_files(f, wk, wk_len) >= 1);
 
-  assert_int_equal(aln_escrow_revoke(f->esc, NULL, "r"), ALN_OK);
+  assert_int_equal(aln_escrow_revoke(f->esc, NULL, "r", NULL), ALN_OK);
   assert_int_equal(put(f, "p", "other", 1), ALN_OK);
   assert_int_equal(count_in_files(f, ct_revoked, ct_r_len), 0);
   assert_int_equal(count_in_files(f, ct_replaced, ct_p_len), 0);
@@ -692,7 +718,7 @@ static void test_tamper_id_version_name(void **state) {
 static void test_tamper_un_revoke(void **state) {
   struct fx *f = *state;
   put_three(f);
-  assert_int_equal(aln_escrow_revoke(f->esc, NULL, "a"), ALN_OK);
+  assert_int_equal(aln_escrow_revoke(f->esc, NULL, "a", NULL), ALN_OK);
   /* Flipping the flags back cannot resurrect it: the key material is gone. */
   raw_exec(f, "UPDATE credentials SET revoked = 0, live = 1 WHERE name = 'a'");
   assert_tampered_others_open(f, "a");
@@ -924,8 +950,8 @@ static void *worker_run(void *arg) {
     snprintf(secret, sizeof(secret), "secret-%d-%d", w->id, i);
     struct aln_secret s = {0};
     struct aln_audit_event ev = {.time = i, .actor = name, .result = ALN_OK};
-    if (aln_escrow_put(w->esc, NULL, name, (const uint8_t *)secret, strlen(secret), (const uint8_t *)"b", 1, 0, 0) !=
-            ALN_OK ||
+    if (aln_escrow_put(w->esc, NULL, name, (const uint8_t *)secret, strlen(secret), (const uint8_t *)"b", 1, 0, 0,
+                       NULL) != ALN_OK ||
         aln_escrow_unseal(w->esc, &s, NULL, name, 0) != ALN_OK || s.len != strlen(secret) ||
         memcmp(s.p, secret, s.len) != 0 || aln_escrow_audit_append(w->esc, &ev) != ALN_OK)
       w->failures++;
@@ -981,6 +1007,7 @@ int main(void) {
       T(test_audit_encoding),
       T(test_audit_bounds),
       T(test_hosts),
+      T(test_write_and_audit_row_are_one_transaction),
       T(test_threads),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
