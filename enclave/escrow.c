@@ -32,7 +32,7 @@
 #define ESC_OVERHEAD (ESC_NONCE_LEN + ESC_TAG_LEN)
 #define ESC_WRAPPED_LEN (ESC_KEY_LEN + ESC_OVERHEAD)
 #define ESC_HASH_LEN 32
-#define ESC_SCHEMA_VERSION 1
+#define ESC_SCHEMA_VERSION 2
 #define ESC_BUSY_MS 5000
 /* Largest string or blob SQLite may hand us: well above any legitimate value, far
  * below what an edited file could make us allocate. */
@@ -70,6 +70,8 @@ enum esc_stmt {
   ESC_HOST_REMOVE,
   ESC_HOST_FIND,
   ESC_HOST_LIST,
+  ESC_EPOCH_BUMP,
+  ESC_EPOCH_GET,
   ESC_NUM_STMT
 };
 
@@ -106,6 +108,8 @@ static const char *const stmt_sql[ESC_NUM_STMT] = {
     [ESC_HOST_REMOVE] = "DELETE FROM hosts WHERE spki_hash = ?1",
     [ESC_HOST_FIND] = "SELECT 1 FROM hosts WHERE spki_hash = ?1",
     [ESC_HOST_LIST] = "SELECT spki_hash, label, enrolled_at FROM hosts ORDER BY enrolled_at, rowid",
+    [ESC_EPOCH_BUMP] = "UPDATE meta SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch",
+    [ESC_EPOCH_GET] = "SELECT epoch FROM meta WHERE id = 1",
 };
 
 struct aln_escrow {
@@ -115,7 +119,10 @@ struct aln_escrow {
   EVP_CIPHER *aes_gcm;
   EVP_CIPHER_CTX *gcm; /* keyed only while one record is sealed or opened */
   struct aln_secret kek;
-  struct aln_secret dek; /* the data key of the record being sealed or opened; wiped after */
+  struct aln_secret dek;       /* the data key of the record being sealed or opened; wiped after */
+  aln_escrow_commit_hook hook; /* told the new epoch after each write commits; may be NULL */
+  void *hook_ctx;
+  void (*hook_ctx_free)(void *);
 };
 
 static const char schema_v1[] = "CREATE TABLE credentials("
@@ -145,6 +152,14 @@ static const char schema_v1[] = "CREATE TABLE credentials("
                                 " label TEXT,"
                                 " enrolled_at INTEGER NOT NULL);"
                                 "PRAGMA user_version = 1;";
+
+/* Version 2 adds the rollback epoch: one row, counting committed write transactions.
+ * An existing database starts at 0, as a new one does. */
+static const char schema_v2[] = "CREATE TABLE meta("
+                                " id INTEGER PRIMARY KEY CHECK (id = 1),"
+                                " epoch INTEGER NOT NULL CHECK (epoch >= 0));"
+                                "INSERT INTO meta(id, epoch) VALUES(1, 0);"
+                                "PRAGMA user_version = 2;";
 
 /* What the associated data of a record binds. */
 struct rec_ad {
@@ -201,6 +216,40 @@ static aln_status db_end(struct aln_escrow *esc, aln_status st) {
     st = db_run(esc, ESC_COMMIT);
   if (st != ALN_OK && !sqlite3_get_autocommit(esc->db))
     (void)db_run(esc, ESC_ROLLBACK);
+  return st;
+}
+
+/* read_epoch reads the epoch column of the current row of |s|. A missing row, a
+ * non-integer or a negative value is something no write of ours produces. */
+static aln_status read_epoch(uint64_t *out, sqlite3_stmt *s, int rc) {
+  ALN_GUARD(db_status(rc));
+  ALN_ENSURE(rc == SQLITE_ROW && sqlite3_column_type(s, 0) == SQLITE_INTEGER, ALN_ERR_TAMPERED);
+  sqlite3_int64 v = sqlite3_column_int64(s, 0);
+  ALN_ENSURE(v >= 0, ALN_ERR_TAMPERED);
+  *out = (uint64_t)v;
+  return ALN_OK;
+}
+
+/* write_end ends a write transaction as db_end does, first bumping the epoch inside
+ * it, so every committed write moves the epoch and a rolled-back one does not. After
+ * the commit the hook learns the new epoch (see aln_escrow_commit_hook for why its
+ * failure is logged, not returned). */
+static aln_status write_end(struct aln_escrow *esc, aln_status st) {
+  uint64_t epoch = 0;
+  if (st == ALN_OK) {
+    sqlite3_stmt *s = esc->stmt[ESC_EPOCH_BUMP];
+    st = read_epoch(&epoch, s, sqlite3_step(s));
+    stmt_done(s);
+  }
+  st = db_end(esc, st);
+  if (st == ALN_OK && esc->hook != NULL) {
+    aln_status hs = esc->hook(esc->hook_ctx, epoch);
+    if (hs != ALN_OK)
+      fprintf(stderr,
+              "aileron-enclave: WARNING: escrow epoch %llu is committed but recording it outside the data dir "
+              "failed: %s (%s); the write stands, the next start repairs the record\n",
+              (unsigned long long)epoch, aln_strerror(hs), aln_status_name(hs));
+  }
   return st;
 }
 
@@ -445,10 +494,15 @@ static aln_status migrate(struct aln_escrow *esc) {
   sqlite3_int64 version = sqlite3_column_int64(s, 0);
   sqlite3_finalize(s);
   s = NULL;
-  if (version == 0)
+  if (version == 0) {
     ALN_GUARD_GOTO(st, db_exec(db, schema_v1), out);
-  else
-    ALN_ENSURE_GOTO(st, version == ESC_SCHEMA_VERSION, ALN_ERR_STORE, out); /* newer or foreign file */
+    version = 1;
+  }
+  if (version == 1) {
+    ALN_GUARD_GOTO(st, db_exec(db, schema_v2), out);
+    version = 2;
+  }
+  ALN_ENSURE_GOTO(st, version == ESC_SCHEMA_VERSION, ALN_ERR_STORE, out); /* newer or foreign file */
   st = ALN_OK;
 out:
   sqlite3_finalize(s);
@@ -557,6 +611,8 @@ void aln_escrow_free(struct aln_escrow *esc) {
   EVP_CIPHER_free(esc->aes_gcm);
   aln_secret_free(&esc->kek);
   aln_secret_free(&esc->dek);
+  if (esc->hook_ctx_free != NULL)
+    esc->hook_ctx_free(esc->hook_ctx);
   pthread_mutex_destroy(&esc->mu);
   free(esc);
 }
@@ -642,7 +698,7 @@ out:
     OPENSSL_cleanse(ct, ct_len);
   free(ct);
   free(wk);
-  st = db_end(esc, st);
+  st = write_end(esc, st);
   if (st == ALN_OK && out_meta != NULL) {
     *out_meta = meta;
     memset(&meta, 0, sizeof(meta));
@@ -742,7 +798,7 @@ static aln_status revoke_locked(struct aln_escrow *esc, struct aln_cred_meta *ou
   st = ALN_OK;
 out:
   stmt_done(s);
-  st = db_end(esc, st);
+  st = write_end(esc, st);
   if (st == ALN_OK && out_meta != NULL) {
     *out_meta = meta;
     memset(&meta, 0, sizeof(meta));
@@ -935,7 +991,7 @@ out:
 
 static aln_status audit_append_locked(struct aln_escrow *esc, const struct aln_audit_event *ev) {
   ALN_GUARD(db_run(esc, ESC_BEGIN_WRITE));
-  return db_end(esc, audit_insert(esc, ev));
+  return write_end(esc, audit_insert(esc, ev));
 }
 
 aln_status aln_escrow_audit_append(struct aln_escrow *esc, const struct aln_audit_event *ev) {
@@ -1010,6 +1066,7 @@ static aln_status host_enroll_locked(struct aln_escrow *esc, const uint8_t spki_
   aln_status st = ALN_ERR_INTERNAL;
   sqlite3_stmt *s = NULL;
 
+  ALN_GUARD(db_run(esc, ESC_BEGIN_WRITE));
   s = esc->stmt[ESC_HOST_ENROLL];
   ALN_GUARD_GOTO(st, bind_blob(s, 1, spki_hash, 32), out);
   ALN_GUARD_GOTO(st, bind_text(s, 2, label, ESC_LABEL_MAX), out);
@@ -1018,7 +1075,7 @@ static aln_status host_enroll_locked(struct aln_escrow *esc, const uint8_t spki_
   st = ALN_OK;
 out:
   stmt_done(s);
-  return st;
+  return write_end(esc, st);
 }
 
 aln_status aln_escrow_host_enroll(struct aln_escrow *esc, const uint8_t spki_hash[32], const char *label) {
@@ -1033,13 +1090,14 @@ static aln_status host_remove_locked(struct aln_escrow *esc, const uint8_t spki_
   aln_status st = ALN_ERR_INTERNAL;
   sqlite3_stmt *s = NULL;
 
+  ALN_GUARD(db_run(esc, ESC_BEGIN_WRITE));
   s = esc->stmt[ESC_HOST_REMOVE];
   ALN_GUARD_GOTO(st, bind_blob(s, 1, spki_hash, 32), out);
   ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_DONE, ALN_ERR_STORE, out);
   st = sqlite3_changes(esc->db) > 0 ? ALN_OK : ALN_ERR_NOT_FOUND;
 out:
   stmt_done(s);
-  return st;
+  return write_end(esc, st);
 }
 
 aln_status aln_escrow_host_remove(struct aln_escrow *esc, const uint8_t spki_hash[32]) {
@@ -1119,4 +1177,29 @@ aln_status aln_escrow_host_is_enrolled(struct aln_escrow *esc, int *out, const u
   aln_status st = host_is_enrolled_locked(esc, out, spki_hash);
   pthread_mutex_unlock(&esc->mu);
   return st;
+}
+
+aln_status aln_escrow_epoch(struct aln_escrow *esc, uint64_t *out) {
+  ALN_ENSURE(out != NULL, ALN_ERR_USAGE);
+  *out = 0;
+  ALN_ENSURE(esc != NULL, ALN_ERR_USAGE);
+  pthread_mutex_lock(&esc->mu);
+  sqlite3_stmt *s = esc->stmt[ESC_EPOCH_GET];
+  aln_status st = read_epoch(out, s, sqlite3_step(s));
+  stmt_done(s);
+  pthread_mutex_unlock(&esc->mu);
+  return st;
+}
+
+void aln_escrow_set_commit_hook(struct aln_escrow *esc, aln_escrow_commit_hook fn, void *ctx,
+                                void (*ctx_free)(void *)) {
+  if (esc == NULL)
+    return;
+  pthread_mutex_lock(&esc->mu);
+  if (esc->hook_ctx_free != NULL)
+    esc->hook_ctx_free(esc->hook_ctx);
+  esc->hook = fn;
+  esc->hook_ctx = ctx;
+  esc->hook_ctx_free = ctx_free;
+  pthread_mutex_unlock(&esc->mu);
 }

@@ -41,6 +41,25 @@ aln_status aln_escrow_open(struct aln_escrow **out, const char *path, const stru
 /* aln_escrow_free closes the database and wipes the KEK copy; NULL is a no-op. */
 void aln_escrow_free(struct aln_escrow *esc);
 
+/* aln_escrow_epoch sets *out to the escrow's epoch: the number of write
+ * transactions (puts, revokes, audit appends, host enrolls and removes) ever
+ * committed to this database, 0 for a new one. Rollback protection compares it
+ * with a copy kept outside the database (enclave/epoch.h). */
+aln_status aln_escrow_epoch(struct aln_escrow *esc, uint64_t *out) ALN_WUR;
+
+/* A commit hook is called with the new epoch after each write commits, under the
+ * escrow's mutex, so the calls are in commit order. Its failure does not fail the
+ * write: the write is already durable and acknowledging it as failed would be a
+ * lie. The escrow logs the failure loudly to stderr and goes on; the external copy
+ * is then behind the database, which the next start accepts and repairs. */
+typedef aln_status (*aln_escrow_commit_hook)(void *ctx, uint64_t epoch);
+
+/* aln_escrow_set_commit_hook installs |fn| with |ctx| (replacing any earlier hook,
+ * whose context is released with its |ctx_free|). The escrow owns |ctx| from now on
+ * and releases it with |ctx_free| (may be NULL) in aln_escrow_free. Call it before
+ * other threads use the escrow. */
+void aln_escrow_set_commit_hook(struct aln_escrow *esc, aln_escrow_commit_hook fn, void *ctx, void (*ctx_free)(void *));
+
 /* aln_escrow_put seals |secret| with |binding| under |name|. Without |replace| an
  * existing live credential of that name gives ALN_ERR_EXISTS; with it a new version
  * replaces the old one, whose ciphertext and wrapped key are wiped from its row.

@@ -1,5 +1,6 @@
 /* aileron-enclave: argument parsing only; everything else is in the library. */
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,8 +8,10 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "enclave/epoch.h"
 #include "enclave/escrow.h"
 #include "enclave/provider.h"
+#include "enclave/recovery.h"
 #include "enclave/server.h"
 #include "enclave/upstream.h"
 #include "proto/keyfile.h"
@@ -22,14 +25,95 @@ static void usage(void) {
                   "       aileron-enclave host enroll CERT-OR-PUBKEY.pem [--label LABEL] --data-dir DIR\n"
                   "       aileron-enclave host remove SPKI-SHA256-HEX --data-dir DIR\n"
                   "       aileron-enclave host list --data-dir DIR\n"
+                  "       aileron-enclave kek export-recovery --to OPERATOR-PUBKEY.pem --out FILE --data-dir DIR\n"
+                  "       aileron-enclave kek import-recovery FILE --key OPERATOR-PRIVKEY.pem --data-dir DIR\n"
                   "environment: AILERON_TEE_PROVIDER=local|tpm (required; confidential-space to come)\n"
                   "             tpm: AILERON_TPM_TCTI (e.g. device:/dev/tpmrm0), AILERON_TPM_PCRS (default "
-                  "sha256:7)\n");
+                  "sha256:7)\n"
+                  "             AILERON_EPOCH_FILE: rollback-protection state, outside the data dir (required\n"
+                  "             for local; AILERON_ACCEPT_ROLLBACK_RISK=1 accepts a missing file once)\n");
 }
 
 static int fail(const char *what, aln_status st) {
   fprintf(stderr, "aileron-enclave: %s: %s (%s)\n", what, aln_strerror(st), aln_status_name(st));
   return 1;
+}
+
+/* epoch_path_outside checks that the epoch file |path| is not inside |data_dir|:
+ * a copy of the data dir must not carry its own epoch along. */
+static int epoch_path_outside(const char *path, const char *data_dir) {
+  char dir[PATH_MAX], real_dir[PATH_MAX], real_data[PATH_MAX];
+  const char *slash = strrchr(path, '/');
+  int n = slash == NULL ? snprintf(dir, sizeof(dir), ".")
+                        : snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
+  if (n <= 0 || (size_t)n >= sizeof(dir) || realpath(dir, real_dir) == NULL || realpath(data_dir, real_data) == NULL)
+    return 0;
+  size_t len = strlen(real_data);
+  return !(strncmp(real_dir, real_data, len) == 0 && (real_dir[len] == '\0' || real_dir[len] == '/'));
+}
+
+/* guard_epoch is the rollback check of every command that opens the escrow (see
+ * enclave/epoch.h): the escrow must not be older than the last epoch this enclave
+ * recorded in AILERON_EPOCH_FILE. Required with the local provider; with tpm the
+ * file is used when set.
+ * TODO(issue 3, tpm NV counter): with the tpm provider keep the epoch in a TPM NV
+ * counter instead (provider_tpm.c), which a restored file cannot roll back. */
+static int guard_epoch(struct aln_escrow *esc, const struct aln_provider *prov, const char *data_dir,
+                       const struct aln_secret *kek) {
+  const char *path = getenv("AILERON_EPOCH_FILE");
+  if (path == NULL || path[0] == '\0') {
+    if (strcmp(prov->name, "local") != 0) {
+      fprintf(stderr, "aileron-enclave: WARNING: AILERON_EPOCH_FILE is not set: no rollback protection\n");
+      return 0;
+    }
+    fprintf(stderr, "aileron-enclave: set AILERON_EPOCH_FILE to a file outside the data dir (rollback protection)\n");
+    return 2;
+  }
+  if (!epoch_path_outside(path, data_dir)) {
+    fprintf(stderr, "aileron-enclave: AILERON_EPOCH_FILE must name a file in an existing directory outside the data "
+                    "dir\n");
+    return 2;
+  }
+  struct aln_epoch_info info;
+  aln_status st = aln_epoch_guard(esc, &info, path, kek);
+  const char *accept = getenv("AILERON_ACCEPT_ROLLBACK_RISK");
+  if (st == ALN_ERR_EPOCH_MISSING && accept != NULL && strcmp(accept, "1") == 0) {
+    /* The operator vouches that this database is the newest: start a new record. */
+    fprintf(stderr,
+            "aileron-enclave: WARNING: epoch file missing; AILERON_ACCEPT_ROLLBACK_RISK=1: trusting the "
+            "escrow at epoch %llu\n",
+            (unsigned long long)info.db_epoch);
+    st = aln_epoch_write(path, kek, info.db_epoch);
+    if (st == ALN_OK)
+      st = aln_epoch_guard(esc, &info, path, kek);
+  }
+  switch (st) {
+  case ALN_OK:
+    return 0;
+  case ALN_ERR_ROLLBACK:
+    fprintf(stderr,
+            "aileron-enclave: the escrow database is older than the last state this enclave committed (epoch %llu < "
+            "%llu): an old copy was restored; refusing to start so revoked credentials cannot come back\n",
+            (unsigned long long)info.db_epoch, (unsigned long long)info.file_epoch);
+    return 1;
+  case ALN_ERR_EPOCH_MISSING:
+    fprintf(stderr,
+            "aileron-enclave: the epoch file is missing but the escrow has committed writes (epoch %llu): restore "
+            "it, or set AILERON_ACCEPT_ROLLBACK_RISK=1 once if this database is known to be the newest\n",
+            (unsigned long long)info.db_epoch);
+    return 1;
+  case ALN_ERR_TAMPERED:
+  case ALN_ERR_MALFORMED:
+  case ALN_ERR_TRUNCATED:
+  case ALN_ERR_TRAILING:
+    fprintf(stderr,
+            "aileron-enclave: the epoch file failed authentication (edited, or written under another KEK): "
+            "refusing to start (%s)\n",
+            aln_status_name(st));
+    return 1;
+  default:
+    return fail("checking the rollback epoch", st);
+  }
 }
 
 /* open_escrow loads the provider's KEK and opens the escrow in |data_dir|. */
@@ -54,10 +138,17 @@ static int open_escrow(struct aln_escrow **esc, const struct aln_provider **prov
   char path[4096];
   snprintf(path, sizeof(path), "%s/escrow.db", data_dir);
   st = aln_escrow_open(esc, path, &kek);
-  aln_secret_free(&kek);
-  if (st != ALN_OK)
+  if (st != ALN_OK) {
+    aln_secret_free(&kek);
     return fail("opening the escrow", st);
-  return 0;
+  }
+  int rc = guard_epoch(*esc, *prov, data_dir, &kek);
+  aln_secret_free(&kek);
+  if (rc != 0) {
+    aln_escrow_free(*esc);
+    *esc = NULL;
+  }
+  return rc;
 }
 
 static int cmd_serve(const char *data_dir, const char *listen) {
@@ -156,11 +247,68 @@ static int cmd_host(int argc, char **argv, const char *data_dir, const char *lab
   return 0;
 }
 
+/* cmd_kek runs "kek export-recovery" and "kek import-recovery"; it parses its own
+ * options (argv[0] is "kek"). */
+static int cmd_kek(int argc, char **argv) {
+  const char *data_dir = NULL, *to = NULL, *out = NULL, *key = NULL;
+  static const struct option opts[] = {{"data-dir", required_argument, NULL, 'd'},
+                                       {"to", required_argument, NULL, 't'},
+                                       {"out", required_argument, NULL, 'o'},
+                                       {"key", required_argument, NULL, 'k'},
+                                       {NULL, 0, NULL, 0}};
+  char *words[3];
+  int nwords = 0, ch;
+  optind = 1;
+  for (;;) {
+    while ((ch = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+      if (ch == 'd')
+        data_dir = optarg;
+      else if (ch == 't')
+        to = optarg;
+      else if (ch == 'o')
+        out = optarg;
+      else if (ch == 'k')
+        key = optarg;
+      else
+        return usage(), 2;
+    }
+    if (optind >= argc)
+      break;
+    if (nwords == 3)
+      return usage(), 2;
+    words[nwords++] = argv[optind++];
+  }
+  const char *name = getenv("AILERON_TEE_PROVIDER");
+  const struct aln_provider *prov = aln_provider_find(name);
+  if (data_dir == NULL || nwords == 0)
+    return usage(), 2;
+  if (prov == NULL) {
+    fprintf(stderr, "aileron-enclave: set AILERON_TEE_PROVIDER to the provider of this data dir (local, tpm)\n");
+    return 2;
+  }
+  aln_status st;
+  if (strcmp(words[0], "export-recovery") == 0 && nwords == 1 && to != NULL && out != NULL && key == NULL) {
+    if ((st = aln_recovery_export(prov, data_dir, to, out)) != ALN_OK)
+      return fail("exporting the KEK for recovery", st);
+    printf("recovery file written to %s: keep it with the operator key's offline copy\n", out);
+    return 0;
+  }
+  if (strcmp(words[0], "import-recovery") == 0 && nwords == 2 && key != NULL && to == NULL && out == NULL) {
+    if ((st = aln_recovery_import(prov, data_dir, words[1], key)) != ALN_OK)
+      return fail("importing the recovery file", st);
+    printf("KEK recovered and installed for the %s provider in %s\n", prov->name, data_dir);
+    return 0;
+  }
+  return usage(), 2;
+}
+
 int main(int argc, char **argv) {
   if (aln_process_harden() != ALN_OK) {
     fprintf(stderr, "aileron-enclave: cannot disable core dumps\n");
     return 1;
   }
+  if (argc >= 2 && strcmp(argv[1], "kek") == 0)
+    return cmd_kek(argc - 1, argv + 1);
   const char *data_dir = NULL, *listen = DEFAULT_LISTEN, *label = "";
   static const struct option opts[] = {{"data-dir", required_argument, NULL, 'd'},
                                        {"listen", required_argument, NULL, 'l'},

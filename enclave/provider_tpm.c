@@ -344,9 +344,10 @@ out:
   return st;
 }
 
-/* seal makes a new KEK, seals it under PolicyPCR(|pcrs|, current values) and
- * returns the sealed object in |b| and the KEK in |kek|. */
-static aln_status seal(struct tpm *t, struct aln_tpm_blob *b, struct aln_secret *kek, const TPML_PCR_SELECTION *pcrs) {
+/* seal seals |kek| under PolicyPCR(|pcrs|, current values) and returns the sealed
+ * object in |b|. */
+static aln_status seal(struct tpm *t, struct aln_tpm_blob *b, const struct aln_secret *kek,
+                       const TPML_PCR_SELECTION *pcrs) {
   static const TPM2B_DIGEST current = {0};
   static const TPM2B_DATA no_outside = {0};
   static const TPML_PCR_SELECTION no_pcrs = {0};
@@ -360,8 +361,7 @@ static aln_status seal(struct tpm *t, struct aln_tpm_blob *b, struct aln_secret 
   aln_status st = ALN_ERR_TPM;
 
   memset(b, 0, sizeof(*b));
-  ALN_GUARD_GOTO(st, aln_secret_new(kek, ALN_KEK_LEN), out);
-  ALN_ENSURE_GOTO(st, RAND_priv_bytes(kek->p, ALN_KEK_LEN) == 1, ALN_ERR_CRYPTO, out);
+  ALN_ENSURE_GOTO(st, kek->p != NULL && kek->len == ALN_KEK_LEN, ALN_ERR_USAGE, out);
 
   /* A trial session computes the policy digest from the PCRs' current values. */
   ALN_GUARD_GOTO(st, start_session(t, TPM2_SE_TRIAL, 0), out);
@@ -407,8 +407,6 @@ out:
   Esys_Free(cdata);
   Esys_Free(chash);
   Esys_Free(ticket);
-  if (st != ALN_OK)
-    aln_secret_free(kek);
   return st;
 }
 
@@ -453,12 +451,12 @@ static aln_status load_existing(struct tpm *t, struct aln_secret *out, const str
   return unseal(t, out, &b);
 }
 
-/* create_new seals a new KEK, proves it unseals through the same path a later
- * start takes, and only then writes kek.tpm. */
-static aln_status create_new(struct tpm *t, struct aln_secret *out, const char *path) {
+/* seal_and_write seals |kek|, proves it unseals through the same path a later
+ * start takes, and only then writes kek.tpm at |path| (O_EXCL). */
+static aln_status seal_and_write(struct tpm *t, const struct aln_secret *kek, const char *path) {
   TPML_PCR_SELECTION pcrs;
   struct aln_tpm_blob b;
-  struct aln_secret kek = {0}, check = {0};
+  struct aln_secret check = {0};
   uint8_t *enc = NULL;
   size_t enc_len = 0;
   int set = 0;
@@ -466,23 +464,36 @@ static aln_status create_new(struct tpm *t, struct aln_secret *out, const char *
 
   ALN_GUARD_GOTO(st, pcrs_from_env(&pcrs, &set), out);
   ALN_GUARD_GOTO(st, tpm_open(t), out);
-  ALN_GUARD_GOTO(st, seal(t, &b, &kek, &pcrs), out);
+  ALN_GUARD_GOTO(st, seal(t, &b, kek, &pcrs), out);
   ALN_GUARD_GOTO(st, aln_tpm_blob_encode(&enc, &enc_len, &b), out);
   ALN_GUARD_GOTO(st, aln_tpm_blob_decode(&b, enc, enc_len), out);
   ALN_GUARD_GOTO(st, unseal(t, &check, &b), out);
-  if (!aln_ct_equal(check.p, check.len, kek.p, kek.len)) {
+  if (!aln_ct_equal(check.p, check.len, kek->p, kek->len)) {
     tpm_say("the freshly sealed KEK unsealed to another value");
     st = ALN_ERR_TPM;
     goto out;
   }
   ALN_GUARD_GOTO(st, aln_keyfile_write_new(path, enc, enc_len), out);
+  st = ALN_OK;
+out:
+  aln_secret_free(&check);
+  free(enc);
+  return st;
+}
+
+/* create_new makes a new random KEK and seals it into kek.tpm at |path|. */
+static aln_status create_new(struct tpm *t, struct aln_secret *out, const char *path) {
+  struct aln_secret kek = {0};
+  aln_status st = ALN_ERR_INTERNAL;
+
+  ALN_GUARD_GOTO(st, aln_secret_new(&kek, ALN_KEK_LEN), out);
+  ALN_ENSURE_GOTO(st, RAND_priv_bytes(kek.p, ALN_KEK_LEN) == 1, ALN_ERR_CRYPTO, out);
+  ALN_GUARD_GOTO(st, seal_and_write(t, &kek, path), out);
   *out = kek;
   kek = (struct aln_secret){0};
   st = ALN_OK;
 out:
   aln_secret_free(&kek);
-  aln_secret_free(&check);
-  free(enc);
   return st;
 }
 
@@ -516,6 +527,23 @@ aln_status aln_tpm_kek_load(struct aln_secret *out, const char *data_dir) {
     tpm_say("kek.tpm is larger than any sealed KEK; it was left untouched");
   }
   aln_secret_free(&file);
+  tpm_close(&t);
+  return st;
+}
+
+aln_status aln_tpm_kek_install(const struct aln_secret *kek, const char *data_dir) {
+  char path[PATH_MAX];
+  struct tpm t = {.primary = ESYS_TR_NONE, .sealed = ESYS_TR_NONE, .session = ESYS_TR_NONE};
+  struct stat sb;
+
+  ALN_ENSURE(kek != NULL && kek->p != NULL && kek->len == ALN_KEK_LEN, ALN_ERR_USAGE);
+  ALN_ENSURE(data_dir != NULL && data_dir[0] != '\0', ALN_ERR_USAGE);
+  int n = snprintf(path, sizeof(path), "%s/kek.tpm", data_dir);
+  ALN_ENSURE(n > 0 && (size_t)n < sizeof(path), ALN_ERR_USAGE);
+  /* Checked before touching the TPM; the O_EXCL write is the real guard. */
+  ALN_ENSURE(lstat(path, &sb) != 0, ALN_ERR_EXISTS);
+  ALN_ENSURE(errno == ENOENT, ALN_ERR_IO);
+  aln_status st = seal_and_write(&t, kek, path);
   tpm_close(&t);
   return st;
 }

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <tss2/tss2_tpm2_types.h>
 
+#include "proto/secmem.h"
 #include "proto/status.h"
 
 #define ALN_TPM_BLOB_MAGIC "ALNTPMK1"
@@ -51,5 +52,13 @@ aln_status aln_tpm_blob_encode(uint8_t **out, size_t *out_len, const struct aln_
  * not unmarshal to exactly its length or fails the checks above, ALN_ERR_TRUNCATED
  * if it ends early, ALN_ERR_TRAILING if bytes follow. */
 aln_status aln_tpm_blob_decode(struct aln_tpm_blob *out, const uint8_t *data, size_t len) ALN_WUR;
+
+/* aln_tpm_kek_install seals the given |kek| (ALN_KEK_LEN bytes, e.g. recovered
+ * from a recovery file) to the TPM named by AILERON_TPM_TCTI under a PolicyPCR
+ * policy on AILERON_TPM_PCRS, checks that it unseals to the same value, and writes
+ * DATA_DIR/kek.tpm (0600), exactly as aln_tpm_kek_load does on first start.
+ * ALN_ERR_EXISTS if kek.tpm is already there (it is never replaced), ALN_ERR_TPM
+ * if the TPM fails, ALN_ERR_USAGE for bad arguments or settings. */
+aln_status aln_tpm_kek_install(const struct aln_secret *kek, const char *data_dir) ALN_WUR;
 
 #endif

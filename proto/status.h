@@ -42,7 +42,9 @@
   X(ALN_ERR_EXPIRED, ALN_CAT_DENIED, 6, "credential expired")                                                          \
   X(ALN_ERR_NOT_FOUND, ALN_CAT_NOT_FOUND, 1, "not found")                                                              \
   X(ALN_ERR_EXISTS, ALN_CAT_CONFLICT, 1, "already exists")                                                             \
-  X(ALN_ERR_KEK_POLICY, ALN_CAT_CONFLICT, 2, "KEK sealed to other PCR values (platform state changed)")                 \
+  X(ALN_ERR_KEK_POLICY, ALN_CAT_CONFLICT, 2, "KEK sealed to other PCR values (platform state changed)")                \
+  X(ALN_ERR_ROLLBACK, ALN_CAT_CONFLICT, 3, "escrow database older than the last committed state (rollback)")           \
+  X(ALN_ERR_EPOCH_MISSING, ALN_CAT_CONFLICT, 4, "rollback epoch file missing")                                         \
   X(ALN_ERR_TRUNCATED, ALN_CAT_PROTO, 1, "truncated input")                                                            \
   X(ALN_ERR_TRAILING, ALN_CAT_PROTO, 2, "trailing bytes after message")                                                \
   X(ALN_ERR_FRAME_TOO_LARGE, ALN_CAT_PROTO, 3, "frame exceeds size limit")                                             \

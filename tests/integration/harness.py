@@ -147,7 +147,10 @@ class Stack:
         out = run([HOST_BIN, "host-key", "--state-dir", self.host_dir]).stdout.decode()
         self.host_crt = f"{self.host_dir}/host.crt"
         assert os.path.exists(self.host_crt), out
-        self.enclave_env = dict(os.environ, AILERON_TEE_PROVIDER=provider, **(enclave_env or {}))
+        # The rollback epoch file sits next to the data dir, never inside it.
+        self.epoch_file = f"{self.dir}/epoch"
+        self.enclave_env = {**os.environ, "AILERON_TEE_PROVIDER": provider, "AILERON_EPOCH_FILE": self.epoch_file,
+                            **(enclave_env or {})}
         run([ENCLAVE_BIN, "host", "enroll", self.host_crt, "--label", "it-host", "--data-dir", self.enclave_dir],
             env=self.enclave_env)
         self.enclave = self._start([ENCLAVE_BIN, "serve", "--data-dir", self.enclave_dir, "--listen", "127.0.0.1:0"],

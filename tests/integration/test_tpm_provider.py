@@ -154,7 +154,10 @@ class TpmProvider(unittest.TestCase):
         shutil.copytree(self.s.enclave_dir, copy)
         os.chmod(copy, 0o700)
         port = free_port()
-        local_env = dict(self.s.enclave_env, AILERON_TEE_PROVIDER="local")
+        # A copy has no epoch history of its own: give it a fresh epoch file (the
+        # real one is authenticated under the TPM's KEK and would rightly refuse).
+        local_env = dict(self.s.enclave_env, AILERON_TEE_PROVIDER="local", AILERON_EPOCH_FILE=f"{self.s.dir}/epoch-copy",
+                         AILERON_ACCEPT_ROLLBACK_RISK="1")
         del local_env["AILERON_TPM_TCTI"]
         self.s.stop_daemon()
         p = self.start_enclave(copy, local_env, port, "enclave-local-copy.log")

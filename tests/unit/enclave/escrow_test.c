@@ -587,10 +587,10 @@ static void test_open_refusals(void **state) {
   /* A schema newer than ours is refused rather than misread. */
   aln_escrow_free(f->esc);
   f->esc = NULL;
-  raw_exec(f, "PRAGMA user_version = 2");
+  raw_exec(f, "PRAGMA user_version = 3");
   assert_int_equal(aln_escrow_open(&e, f->db, &f->kek), ALN_ERR_STORE);
   assert_null(e);
-  raw_exec(f, "PRAGMA user_version = 1");
+  raw_exec(f, "PRAGMA user_version = 2");
   reopen(f, &f->kek);
 
   /* A file that is not a database is refused. */
