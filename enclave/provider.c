@@ -4,9 +4,11 @@
  * row here. */
 #include "enclave/provider.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "attestation/local.h"
@@ -20,6 +22,19 @@ aln_status aln_local_kek_load(struct aln_secret *out, const char *data_dir) {
   ALN_ENSURE(data_dir != NULL && data_dir[0] != '\0', ALN_ERR_USAGE);
   int n = snprintf(path, sizeof(path), "%s/kek", data_dir);
   ALN_ENSURE(n > 0 && (size_t)n < sizeof(path), ALN_ERR_USAGE);
+  /* A missing KEK beside an existing escrow is a lost key, not a first start: a
+   * new KEK would open nothing and hide the loss. Restore it (kek import-recovery). */
+  char db[PATH_MAX];
+  struct stat sb;
+  n = snprintf(db, sizeof(db), "%s/escrow.db", data_dir);
+  ALN_ENSURE(n > 0 && (size_t)n < sizeof(db), ALN_ERR_USAGE);
+  if (lstat(path, &sb) != 0 && errno == ENOENT && lstat(db, &sb) == 0) {
+    fprintf(stderr,
+            "aileron-enclave: %.200s/kek is missing but an escrow exists there; refusing to make a new KEK "
+            "(restore it with 'aileron-enclave kek import-recovery')\n",
+            data_dir);
+    return ALN_ERR_NOT_FOUND;
+  }
   /* The keyfile module refuses a file group or others can read, or of another size. */
   return aln_keyfile_load_or_create(out, path, ALN_KEK_LEN);
 }

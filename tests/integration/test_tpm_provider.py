@@ -148,11 +148,15 @@ class TpmProvider(unittest.TestCase):
         for name, data in self.s.enclave_files():
             self.assertNotEqual(len(data), 32, f"{name} is exactly KEK-sized")
             self.assertNotIn(SECRET, data, name)
-        # A copy of the data dir run with the file-KEK provider gets a new KEK, so
-        # the stored credential fails authentication: the key was only in the TPM.
+        # A copy of the data dir run with the file-KEK provider and any other KEK: the
+        # stored credential fails authentication, the key was only in the TPM. (Without
+        # a kek file the local provider refuses to start beside an existing escrow.)
         copy = f"{self.s.dir}/enclave-copy"
         shutil.copytree(self.s.enclave_dir, copy)
         os.chmod(copy, 0o700)
+        fd = os.open(f"{copy}/kek", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, os.urandom(32))
+        os.close(fd)
         port = free_port()
         # A copy has no epoch history of its own: give it a fresh epoch file (the
         # real one is authenticated under the TPM's KEK and would rightly refuse).

@@ -112,6 +112,24 @@ static void test_kek_created_private_and_stable(void **state) {
   aln_secret_free(&a);
 }
 
+/* A missing kek beside an existing escrow is a lost key: refused, nothing created. */
+static void test_kek_not_recreated_beside_an_escrow(void **state) {
+  struct fx *f = *state;
+  struct aln_secret a = {0};
+  struct stat sb;
+  char db[sizeof(f->dir) + 16];
+  snprintf(db, sizeof(db), "%s/escrow.db", f->dir);
+  FILE *fp = fopen(db, "wb");
+  assert_non_null(fp);
+  fclose(fp);
+  assert_int_equal(aln_local_kek_load(&a, f->dir), ALN_ERR_NOT_FOUND);
+  assert_null(a.p);
+  assert_int_equal(stat(f->kek, &sb), -1);
+  unlink(db);
+  assert_int_equal(aln_local_kek_load(&a, f->dir), ALN_OK); /* a true first start */
+  aln_secret_free(&a);
+}
+
 static void test_kek_fresh_per_dir(void **state) {
   struct fx *f = *state;
   struct fx g;
@@ -222,6 +240,7 @@ int main(void) {
       cmocka_unit_test(test_find),
       T(test_kek_created_private_and_stable),
       T(test_kek_fresh_per_dir),
+      T(test_kek_not_recreated_beside_an_escrow),
       T(test_kek_refused_when_readable),
       T(test_kek_wrong_size),
       T(test_kek_bad_dir),
