@@ -289,7 +289,7 @@ out:
   return st;
 }
 
-/* The system trust store, parsed once. Parsing the PEM bundle costs milliseconds
+/* The system trust store (SSL_CERT_FILE, else OpenSSL's default bundle), parsed once. Parsing the PEM bundle costs milliseconds
  * per handshake with OpenSSL 3, far more than the handshake itself, so it is read
  * at the first use and kept; a changed system bundle takes effect at restart. */
 static STACK_OF(X509) * g_roots;
@@ -297,7 +297,12 @@ static pthread_once_t g_roots_once = PTHREAD_ONCE_INIT;
 
 static void roots_load_once(void) {
   X509_STORE *store = X509_STORE_new();
-  if (store != NULL && X509_STORE_load_file(store, X509_get_default_cert_file()) == 1)
+  /* OpenSSL's own convention: SSL_CERT_FILE names the bundle, else the built-in
+   * default. Set by whoever starts the enclave, like the rest of its environment. */
+  const char *file = secure_getenv(X509_get_default_cert_file_env());
+  if (file == NULL || file[0] == '\0')
+    file = X509_get_default_cert_file();
+  if (store != NULL && X509_STORE_load_file(store, file) == 1)
     g_roots = X509_STORE_get1_all_certs(store);
   if (g_roots == NULL)
     g_roots = sk_X509_new_null(); /* no system bundle: only per-credential CAs */

@@ -149,8 +149,10 @@ class Stack:
         assert os.path.exists(self.host_crt), out
         # The rollback epoch file sits next to the data dir, never inside it.
         self.epoch_file = f"{self.dir}/epoch"
+        # Values may name files of this stack: "{dir}" is its directory.
+        extra = {k: v.format(dir=self.dir) for k, v in (enclave_env or {}).items()}
         self.enclave_env = {**os.environ, "AILERON_TEE_PROVIDER": provider, "AILERON_EPOCH_FILE": self.epoch_file,
-                            **(enclave_env or {})}
+                            **extra}
         run([ENCLAVE_BIN, "host", "enroll", self.host_crt, "--label", "it-host", "--data-dir", self.enclave_dir],
             env=self.enclave_env)
         self.enclave = self._start([ENCLAVE_BIN, "serve", "--data-dir", self.enclave_dir, "--listen", "127.0.0.1:0"],

@@ -140,5 +140,23 @@ class BrokeredCall(unittest.TestCase):
                     self.assertNotIn(form, data, f"secret material found in {name}")
 
 
+class SystemTrustStore(unittest.TestCase):
+    """Upstream TLS trusts the system store, not only a credential's own CA: with the
+    test CA as the enclave's system bundle (SSL_CERT_FILE), a credential added
+    without --ca reaches nginx. If the system store were never loaded, this fails."""
+
+    def test_credential_without_ca_uses_the_system_store(self):
+        s = Stack(enclave_env={"SSL_CERT_FILE": "{dir}/ca.crt"})
+        try:
+            s.cli("credential", "add", "sys", "--bearer", "--allow", s.upstream("/v1/"), stdin=SECRET)
+            token = s.session()
+            code, doc, raw = s.http("POST", "/v1/credentials/sys/request",
+                                    {"method": "GET", "url": s.upstream("/v1/sys")}, token=token)
+            self.assertEqual((code, doc["status"]), (200, 200), raw)
+            self.assertIn("GET /v1/sys auth=[Bearer " + SECRET.decode() + "]", s.nginx_log())
+        finally:
+            s.close()
+
+
 if __name__ == "__main__":
     unittest.main()
