@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "attestation/local.h"
+#include "enclave/provider_tpm.h"
 #include "proto/keyfile.h"
 
 aln_status aln_local_kek_load(struct aln_secret *out, const char *data_dir) {
@@ -39,16 +40,34 @@ aln_status aln_local_kek_load(struct aln_secret *out, const char *data_dir) {
   return aln_keyfile_load_or_create(out, path, ALN_KEK_LEN);
 }
 
+aln_status aln_local_kek_install(const struct aln_secret *kek, const char *data_dir) {
+  char path[PATH_MAX];
+  ALN_ENSURE(kek != NULL && kek->len == ALN_KEK_LEN && data_dir != NULL, ALN_ERR_USAGE);
+  int n = snprintf(path, sizeof(path), "%s/kek", data_dir);
+  ALN_ENSURE(n > 0 && (size_t)n < sizeof(path), ALN_ERR_USAGE);
+  return aln_keyfile_write_new(path, kek->p, kek->len);
+}
+
 static aln_status local_evidence(uint8_t **out, size_t *out_len, EVP_PKEY *sign_key,
                                  const uint8_t binding[ALN_BINDING_LEN]) {
   return aln_local_evidence_make(out, out_len, sign_key, binding, (int64_t)time(NULL));
 }
 
 static const struct aln_provider providers[] = {
-    {.name = "local", .evidence_kind = "local", .kek_load = aln_local_kek_load, .evidence = local_evidence},
+    {.name = "local",
+     .evidence_kind = "local",
+     .kek_load = aln_local_kek_load,
+     .kek_file = "kek",
+     .kek_install = aln_local_kek_install,
+     .evidence = local_evidence},
     /* Until TPM quotes exist (attestation issue) the tpm provider signs the same
      * debug-marked local evidence: the host accepts it only in --dev. */
-    {.name = "tpm", .evidence_kind = "local", .kek_load = aln_tpm_kek_load, .evidence = local_evidence},
+    {.name = "tpm",
+     .evidence_kind = "local",
+     .kek_load = aln_tpm_kek_load,
+     .kek_file = "kek.tpm",
+     .kek_install = aln_tpm_kek_install,
+     .evidence = local_evidence},
 };
 
 const struct aln_provider *aln_provider_find(const char *name) {

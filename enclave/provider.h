@@ -21,6 +21,11 @@ struct aln_provider {
   const char *evidence_kind;
   /* kek_load loads (creating on first start) the KEK into locked memory |out|. */
   aln_status (*kek_load)(struct aln_secret *out, const char *data_dir);
+  /* kek_file is the file in the data dir that holds the (sealed) KEK. */
+  const char *kek_file;
+  /* kek_install stores a given KEK (recovery import) as kek_load will find it;
+   * ALN_ERR_EXISTS if kek_file is already there. */
+  aln_status (*kek_install)(const struct aln_secret *kek, const char *data_dir);
   /* evidence produces evidence for |binding| signed/anchored as the kind requires;
    * *out is freed by the caller with free(). */
   aln_status (*evidence)(uint8_t **out, size_t *out_len, EVP_PKEY *sign_key, const uint8_t binding[ALN_BINDING_LEN]);
@@ -34,6 +39,9 @@ const struct aln_provider *aln_provider_find(const char *name);
  * ALN_ERR_PERMS if the file is readable by group/others, ALN_ERR_STORE if it has
  * the wrong size. Exposed for tests. */
 aln_status aln_local_kek_load(struct aln_secret *out, const char *data_dir) ALN_WUR;
+
+/* aln_local_kek_install writes |kek| to DATA_DIR/kek (0600, O_EXCL). */
+aln_status aln_local_kek_install(const struct aln_secret *kek, const char *data_dir) ALN_WUR;
 
 /* aln_tpm_kek_load is the tpm provider's kek_load: unseals the KEK sealed in
  * DATA_DIR/kek.tpm by the TPM named by AILERON_TPM_TCTI, or on first start seals a

@@ -18,7 +18,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "enclave/provider_tpm.h"
 #include "proto/cbs.h"
 #include "proto/keyfile.h"
 #include "proto/tls.h"
@@ -190,19 +189,21 @@ out:
 
 /* ---- files and providers ------------------------------------------------------- */
 
-/* The file in which each provider keeps its KEK. */
-static const char *kek_file(const struct aln_provider *prov) {
-  if (prov != NULL && strcmp(prov->name, "local") == 0)
-    return "kek";
-  if (prov != NULL && strcmp(prov->name, "tpm") == 0)
-    return "kek.tpm";
-  return NULL;
-}
-
 static aln_status join(char out[PATH_MAX], const char *dir, const char *name) {
   int n = snprintf(out, PATH_MAX, "%s/%s", dir, name);
   ALN_ENSURE(n > 0 && n < PATH_MAX, ALN_ERR_USAGE);
   return ALN_OK;
+}
+
+/* kek_path writes the path of |prov|'s KEK file in |data_dir| to |out|; refuses a
+ * provider whose KEK does not live in the data dir (|verb| names the command). */
+static aln_status kek_path(char out[PATH_MAX], const struct aln_provider *prov, const char *data_dir,
+                           const char *verb) {
+  if (prov == NULL || prov->kek_file == NULL || prov->kek_install == NULL) {
+    fprintf(stderr, "aileron-enclave: kek: this TEE provider has no recovery %s\n", verb);
+    return ALN_ERR_USAGE;
+  }
+  return join(out, data_dir, prov->kek_file);
 }
 
 /* read_public reads at most |max| bytes of the non-secret file |path|. */
@@ -275,12 +276,8 @@ aln_status aln_recovery_export(const struct aln_provider *prov, const char *data
   aln_status st = ALN_ERR_INTERNAL;
 
   ALN_ENSURE(data_dir != NULL && pubkey_path != NULL && out_path != NULL, ALN_ERR_USAGE);
-  const char *name = kek_file(prov);
-  if (name == NULL) {
-    say("this TEE provider has no recovery export");
-    return ALN_ERR_USAGE;
-  }
-  ALN_GUARD(join(path, data_dir, name));
+  ALN_GUARD(kek_path(path, prov, data_dir, "export"));
+  const char *name = prov->kek_file;
   /* Loading would make a new KEK on a fresh data dir: exporting that is useless. */
   if (stat(path, &sb) != 0) {
     fprintf(stderr, "aileron-enclave: kek: no %s in the data dir: start the enclave once before exporting\n", name);
@@ -299,15 +296,6 @@ out:
   return st;
 }
 
-/* install puts |kek| where |prov| loads it from in |data_dir|. */
-static aln_status install(const struct aln_provider *prov, const struct aln_secret *kek, const char *data_dir) {
-  char path[PATH_MAX];
-  if (strcmp(prov->name, "tpm") == 0)
-    return aln_tpm_kek_install(kek, data_dir);
-  ALN_GUARD(join(path, data_dir, "kek"));
-  return aln_keyfile_write_new(path, kek->p, kek->len);
-}
-
 aln_status aln_recovery_import(const struct aln_provider *prov, const char *data_dir, const char *file_path,
                                const char *privkey_path) {
   char path[PATH_MAX];
@@ -319,12 +307,8 @@ aln_status aln_recovery_import(const struct aln_provider *prov, const char *data
   aln_status st = ALN_ERR_INTERNAL;
 
   ALN_ENSURE(data_dir != NULL && file_path != NULL && privkey_path != NULL, ALN_ERR_USAGE);
-  const char *name = kek_file(prov);
-  if (name == NULL) {
-    say("this TEE provider has no recovery import");
-    return ALN_ERR_USAGE;
-  }
-  ALN_GUARD(join(path, data_dir, name));
+  ALN_GUARD(kek_path(path, prov, data_dir, "import"));
+  const char *name = prov->kek_file;
   /* Checked before the passphrase prompt; the O_EXCL create is the real guard. */
   if (lstat(path, &sb) == 0) {
     fprintf(stderr,
@@ -353,7 +337,7 @@ aln_status aln_recovery_import(const struct aln_provider *prov, const char *data
   if (st != ALN_OK)
     goto out;
   ALN_GUARD_GOTO(st, aln_private_dir_ensure(data_dir), out);
-  st = install(prov, &kek, data_dir);
+  st = prov->kek_install(&kek, data_dir);
   if (st == ALN_ERR_EXISTS)
     fprintf(stderr, "aileron-enclave: kek: the data dir already has a %s; move it away first\n", name);
 out:
