@@ -30,8 +30,8 @@ static void usage(void) {
                   "environment: AILERON_TEE_PROVIDER=local|tpm (required; confidential-space to come)\n"
                   "             tpm: AILERON_TPM_TCTI (e.g. device:/dev/tpmrm0), AILERON_TPM_PCRS (default "
                   "sha256:7)\n"
-                  "             AILERON_EPOCH_FILE: rollback-protection state, outside the data dir (required\n"
-                  "             for local; AILERON_ACCEPT_ROLLBACK_RISK=1 accepts a missing file once)\n");
+                  "             AILERON_EPOCH_FILE: rollback-protection state, outside the data dir (required;\n"
+                  "             AILERON_ACCEPT_ROLLBACK_RISK=1 accepts a missing file once)\n");
 }
 
 static int fail(const char *what, aln_status st) {
@@ -58,14 +58,10 @@ static int epoch_path_outside(const char *path, const char *data_dir) {
  * file is used when set.
  * TODO(issue 3, tpm NV counter): with the tpm provider keep the epoch in a TPM NV
  * counter instead (provider_tpm.c), which a restored file cannot roll back. */
-static int guard_epoch(struct aln_escrow *esc, const struct aln_provider *prov, const char *data_dir,
-                       const struct aln_secret *kek) {
+static int guard_epoch(struct aln_escrow *esc, const char *data_dir, const struct aln_secret *kek) {
   const char *path = getenv("AILERON_EPOCH_FILE");
   if (path == NULL || path[0] == '\0') {
-    if (strcmp(prov->name, "local") != 0) {
-      fprintf(stderr, "aileron-enclave: WARNING: AILERON_EPOCH_FILE is not set: no rollback protection\n");
-      return 0;
-    }
+    /* Every provider needs it until the tpm one keeps its epoch in an NV counter. */
     fprintf(stderr, "aileron-enclave: set AILERON_EPOCH_FILE to a file outside the data dir (rollback protection)\n");
     return 2;
   }
@@ -142,7 +138,7 @@ static int open_escrow(struct aln_escrow **esc, const struct aln_provider **prov
     aln_secret_free(&kek);
     return fail("opening the escrow", st);
   }
-  int rc = guard_epoch(*esc, *prov, data_dir, &kek);
+  int rc = guard_epoch(*esc, data_dir, &kek);
   aln_secret_free(&kek);
   if (rc != 0) {
     aln_escrow_free(*esc);
