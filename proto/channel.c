@@ -36,15 +36,15 @@ static aln_status read_full(SSL *ssl, uint8_t *buf, size_t len, size_t *got) {
 static aln_status write_frame(SSL *ssl, const ProtobufCMessage *msg) {
   aln_status st = ALN_ERR_INTERNAL;
   struct aln_cbb cbb = {0};
-  uint8_t *payload = NULL;
   size_t payload_len = protobuf_c_message_get_packed_size(msg);
 
   ALN_ENSURE(payload_len > 0 && payload_len <= ALN_FRAME_MAX_DEFAULT, ALN_ERR_TOO_LARGE);
-  payload = malloc(payload_len);
-  ALN_ENSURE(payload != NULL, ALN_ERR_NOMEM);
-  ALN_ENSURE_GOTO(st, protobuf_c_message_pack(msg, payload) == payload_len, ALN_ERR_INTERNAL, out);
-  ALN_GUARD_GOTO(st, aln_cbb_init(&cbb, payload_len + ALN_FRAME_HEADER_LEN, payload_len + ALN_FRAME_HEADER_LEN), out);
-  ALN_GUARD_GOTO(st, aln_frame_encode(&cbb, payload, payload_len, ALN_FRAME_MAX_DEFAULT), out);
+  /* The message is packed once, straight after its header: one buffer, one copy
+   * of whatever it carries, wiped by aln_cbb_cleanup. */
+  ALN_GUARD(aln_cbb_init(&cbb, payload_len + ALN_FRAME_HEADER_LEN, payload_len + ALN_FRAME_HEADER_LEN));
+  ALN_GUARD_GOTO(st, aln_cbb_add_u32(&cbb, (uint32_t)payload_len), out);
+  ALN_ENSURE_GOTO(st, protobuf_c_message_pack(msg, cbb.buf + cbb.len) == payload_len, ALN_ERR_INTERNAL, out);
+  cbb.len += payload_len;
   size_t written = 0;
   int ret = SSL_write_ex(ssl, cbb.buf, cbb.len, &written);
   if (ret <= 0) {
@@ -53,8 +53,6 @@ static aln_status write_frame(SSL *ssl, const ProtobufCMessage *msg) {
   }
   st = ALN_OK;
 out:
-  OPENSSL_cleanse(payload, payload_len);
-  free(payload);
   aln_cbb_cleanup(&cbb);
   return st;
 }
