@@ -74,52 +74,11 @@ aln_status aln_epoch_decode(uint64_t *out, const struct aln_secret *kek, const u
   return ALN_OK;
 }
 
-/* fsync_dir_of makes a rename in the directory of |path| durable. */
-static aln_status fsync_dir_of(const char *path) {
-  char dir[PATH_MAX];
-  const char *slash = strrchr(path, '/');
-  if (slash == NULL) {
-    memcpy(dir, ".", 2);
-  } else {
-    size_t len = slash == path ? 1 : (size_t)(slash - path);
-    ALN_ENSURE(len < sizeof(dir), ALN_ERR_USAGE);
-    memcpy(dir, path, len);
-    dir[len] = '\0';
-  }
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  ALN_ENSURE(fd >= 0, ALN_ERR_IO);
-  int ok = fsync(fd) == 0;
-  close(fd);
-  return ok ? ALN_OK : ALN_ERR_IO;
-}
-
 aln_status aln_epoch_write(const char *path, const struct aln_secret *kek, uint64_t epoch) {
-  aln_status st = ALN_ERR_IO;
   uint8_t img[ALN_EPOCH_FILE_LEN];
-  char tmp[PATH_MAX];
-  int fd = -1;
-
   ALN_ENSURE(path != NULL && path[0] != '\0', ALN_ERR_USAGE);
-  int n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-  ALN_ENSURE(n > 0 && (size_t)n < sizeof(tmp), ALN_ERR_USAGE);
   ALN_GUARD(aln_epoch_encode(img, kek, epoch));
-  /* A temp file left by a crash is ours to replace; a symlink there is not followed. */
-  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, S_IRUSR | S_IWUSR);
-  ALN_ENSURE_GOTO(st, fd >= 0, ALN_ERR_IO, out);
-  ALN_ENSURE_GOTO(st, fchmod(fd, S_IRUSR | S_IWUSR) == 0, ALN_ERR_PERMS, out);
-  ALN_ENSURE_GOTO(st, write(fd, img, sizeof(img)) == (ssize_t)sizeof(img), ALN_ERR_IO, out);
-  ALN_ENSURE_GOTO(st, fsync(fd) == 0, ALN_ERR_IO, out);
-  ALN_ENSURE_GOTO(st, close(fd) == 0, ALN_ERR_IO, out);
-  fd = -1;
-  ALN_ENSURE_GOTO(st, rename(tmp, path) == 0, ALN_ERR_IO, out);
-  ALN_GUARD_GOTO(st, fsync_dir_of(path), out);
-  st = ALN_OK;
-out:
-  if (fd >= 0) {
-    close(fd);
-    (void)unlink(tmp);
-  }
-  return st;
+  return aln_keyfile_replace(path, img, sizeof(img));
 }
 
 aln_status aln_epoch_read(uint64_t *out, const char *path, const struct aln_secret *kek) {

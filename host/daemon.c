@@ -108,20 +108,6 @@ out:
   return st;
 }
 
-/* replace_file writes |data| to |path| atomically (0600), replacing any file. */
-static aln_status replace_file(const char *path, const uint8_t *data, size_t len) {
-  char tmp[PATH_MAX];
-  int n = snprintf(tmp, sizeof(tmp), "%s.new", path);
-  ALN_ENSURE(n > 0 && (size_t)n < sizeof(tmp), ALN_ERR_USAGE);
-  ALN_ENSURE(unlink(tmp) == 0 || errno == ENOENT, ALN_ERR_IO);
-  ALN_GUARD(aln_keyfile_write_new(tmp, data, len));
-  if (rename(tmp, path) != 0) {
-    (void)unlink(tmp);
-    return ALN_ERR_IO;
-  }
-  return ALN_OK;
-}
-
 /* bio_contents hands out the bytes written to a memory BIO. */
 static aln_status bio_contents(const uint8_t **out, size_t *out_len, BIO *bio) {
   char *p = NULL;
@@ -149,7 +135,7 @@ static aln_status host_identity_create(const struct aln_daemon_paths *p) {
   ALN_ENSURE_GOTO(st, PEM_write_bio_X509(cb, cert) == 1, ALN_ERR_CRYPTO, out);
   ALN_ENSURE_GOTO(st, PEM_write_bio_PrivateKey(kb, key, NULL, NULL, 0, NULL, NULL) == 1, ALN_ERR_CRYPTO, out);
   ALN_GUARD_GOTO(st, bio_contents(&data, &len, cb), out);
-  ALN_GUARD_GOTO(st, replace_file(p->host_crt, data, len), out);
+  ALN_GUARD_GOTO(st, aln_keyfile_replace(p->host_crt, data, len), out);
   ALN_GUARD_GOTO(st, bio_contents(&data, &len, kb), out);
   ALN_GUARD_GOTO(st, aln_keyfile_write_new(p->host_key, data, len), out);
 out:
@@ -214,7 +200,7 @@ aln_status aln_daemon_host_key_ensure(char spki_hex[ALN_DAEMON_SPKI_HEX_LEN + 1]
   ALN_GUARD_GOTO(st, aln_hex_encode(spki_hex, ALN_DAEMON_SPKI_HEX_LEN + 1, spki, sizeof(spki)), out);
   memcpy(line, spki_hex, ALN_DAEMON_SPKI_HEX_LEN);
   line[ALN_DAEMON_SPKI_HEX_LEN] = '\n';
-  ALN_GUARD_GOTO(st, replace_file(paths->host_spki, (const uint8_t *)line, ALN_DAEMON_SPKI_HEX_LEN + 1), out);
+  ALN_GUARD_GOTO(st, aln_keyfile_replace(paths->host_spki, (const uint8_t *)line, ALN_DAEMON_SPKI_HEX_LEN + 1), out);
 out:
   if (lock >= 0)
     close(lock);

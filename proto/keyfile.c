@@ -155,6 +155,32 @@ out:
   return st;
 }
 
+aln_status aln_keyfile_replace(const char *path, const uint8_t *data, size_t len) {
+  ALN_ENSURE(path != NULL && path[0] != '\0' && (data != NULL || len == 0), ALN_ERR_USAGE);
+  aln_status st = ALN_ERR_IO;
+  char tmp[PATH_MAX];
+  int fd = -1;
+  int n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+  ALN_ENSURE(n > 0 && (size_t)n < sizeof(tmp), ALN_ERR_USAGE);
+  /* One fixed temp name: a temp file left by a crash is ours to replace (never
+   * through a symlink), and none accumulate. */
+  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  ALN_ENSURE_GOTO(st, fd >= 0, ALN_ERR_IO, out);
+  ALN_ENSURE_GOTO(st, fchmod(fd, 0600) == 0, ALN_ERR_PERMS, out);
+  ALN_GUARD_GOTO(st, write_full(fd, data, len), out);
+  ALN_ENSURE_GOTO(st, fsync(fd) == 0, ALN_ERR_IO, out);
+  ALN_ENSURE_GOTO(st, close(fd) == 0, ALN_ERR_IO, out);
+  fd = -1;
+  ALN_ENSURE_GOTO(st, rename(tmp, path) == 0, ALN_ERR_IO, out);
+  st = fsync_parent_dir(path);
+out:
+  if (fd >= 0) {
+    close(fd);
+    (void)unlink(tmp);
+  }
+  return st;
+}
+
 aln_status aln_keyfile_load_or_create(struct aln_secret *out, const char *path, size_t len) {
   memset(out, 0, sizeof(*out));
   ALN_ENSURE(len > 0 && len <= INT_MAX, ALN_ERR_USAGE);

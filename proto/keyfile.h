@@ -20,6 +20,11 @@ aln_status aln_keyfile_read(struct aln_secret *out, const char *path, size_t max
  * writes |len| bytes, fsyncs the file and its directory. ALN_ERR_EXISTS if present. */
 aln_status aln_keyfile_write_new(const char *path, const uint8_t *data, size_t len) ALN_WUR;
 
+/* aln_keyfile_replace atomically replaces |path| (creating it if absent) with |len|
+ * bytes, mode 0600: writes "<path>.tmp", fsyncs it, renames it over |path| and
+ * fsyncs the directory. A crash leaves either the old or the new contents. */
+aln_status aln_keyfile_replace(const char *path, const uint8_t *data, size_t len) ALN_WUR;
+
 /* aln_keyfile_load_or_create reads |path| expecting exactly |len| bytes, or, when it
  * does not exist, creates it with |len| random bytes. ALN_ERR_STORE if an existing
  * file has another size. */

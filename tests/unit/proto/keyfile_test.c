@@ -140,6 +140,38 @@ static void test_write_new_refuses_existing(void **state) {
   assert_int_equal(aln_keyfile_write_new(path_in(state, "no/such"), (const uint8_t *)"x", 1), ALN_ERR_IO);
 }
 
+static void test_replace(void **state) {
+  const char *path = path_in(state, "state");
+  const char *tmp = path_in(state, "state.tmp");
+  struct aln_secret s;
+  struct stat sb;
+  /* Creates, then replaces; 0600 even over a looser old file; no temp file left. */
+  assert_int_equal(aln_keyfile_replace(path, (const uint8_t *)"one", 3), ALN_OK);
+  assert_int_equal(unlink(path), 0);
+  make_file(path, "old-loose", 9, 0644);
+  assert_int_equal(aln_keyfile_replace(path, (const uint8_t *)"two!", 4), ALN_OK);
+  assert_int_equal(stat(path, &sb), 0);
+  assert_int_equal(sb.st_mode & 0777, 0600);
+  assert_int_equal(aln_keyfile_read(&s, path, 64), ALN_OK);
+  assert_int_equal(s.len, 4);
+  assert_memory_equal(s.p, "two!", 4);
+  aln_secret_free(&s);
+  assert_int_equal(access(tmp, F_OK), -1);
+
+  /* A temp file a crash left behind is replaced; a symlink planted there is not
+   * followed (its target is never created) and the old contents stay. */
+  make_file(tmp, "stale", 5, 0600);
+  assert_int_equal(aln_keyfile_replace(path, (const uint8_t *)"three", 5), ALN_OK);
+  assert_int_equal(access(tmp, F_OK), -1);
+  const char *target = path_in(state, "target");
+  assert_int_equal(symlink(target, tmp), 0);
+  assert_int_equal(aln_keyfile_replace(path, (const uint8_t *)"four", 4), ALN_ERR_IO);
+  assert_int_equal(access(target, F_OK), -1);
+  assert_int_equal(aln_keyfile_read(&s, path, 64), ALN_OK);
+  assert_memory_equal(s.p, "three", 5);
+  aln_secret_free(&s);
+}
+
 static void test_read_not_found(void **state) {
   struct aln_secret s = {(uint8_t *)"junk", 4};
   assert_int_equal(aln_keyfile_read(&s, path_in(state, "missing"), 64), ALN_ERR_NOT_FOUND);
@@ -445,6 +477,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       T(test_write_new_and_read),
       T(test_write_new_refuses_existing),
+      T(test_replace),
       T(test_read_not_found),
       T(test_read_refuses_open_modes),
       T(test_read_refuses_symlink_and_special),
