@@ -110,22 +110,24 @@ static void epoch_hook_free(void *ctx) {
   free(h);
 }
 
-static aln_status epoch_hook_run(void *ctx, uint64_t epoch) {
+static aln_status epoch_hook_run(void *ctx, const struct aln_escrow_counts *counts) {
   struct epoch_hook *h = ctx;
-  return aln_epoch_write(h->path, &h->kek, epoch);
+  return aln_epoch_write(h->path, &h->kek, counts->epoch);
 }
 
 aln_status aln_epoch_guard(struct aln_escrow *esc, struct aln_epoch_info *info, const char *path,
                            const struct aln_secret *kek) {
   aln_status st = ALN_ERR_INTERNAL;
   struct epoch_hook *h = NULL;
+  struct aln_escrow_counts counts;
   uint64_t db = 0, file = 0;
   int missing = 0;
 
   if (info != NULL)
     memset(info, 0, sizeof(*info));
   ALN_ENSURE(esc != NULL && path != NULL && path[0] != '\0' && kek != NULL, ALN_ERR_USAGE);
-  ALN_GUARD(aln_escrow_epoch(esc, &db));
+  ALN_GUARD(aln_escrow_counts(esc, &counts));
+  db = counts.epoch;
   st = aln_epoch_read(&file, path, kek);
   if (st == ALN_ERR_NOT_FOUND) {
     missing = 1;

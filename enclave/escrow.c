@@ -32,7 +32,7 @@
 #define ESC_OVERHEAD (ESC_NONCE_LEN + ESC_TAG_LEN)
 #define ESC_WRAPPED_LEN (ESC_KEY_LEN + ESC_OVERHEAD)
 #define ESC_HASH_LEN 32
-#define ESC_SCHEMA_VERSION 2
+#define ESC_SCHEMA_VERSION 3
 #define ESC_BUSY_MS 5000
 /* Largest string or blob SQLite may hand us: well above any legitimate value, far
  * below what an edited file could make us allocate. */
@@ -76,7 +76,7 @@ enum esc_stmt {
 };
 
 /* The columns every metadata query selects, in the order read_meta expects. */
-#define ESC_META_COLS "name, version, created_at, expires_at, revoked, binding"
+#define ESC_META_COLS "name, version, created_at, expires_at, revoked, binding, kind"
 
 static const char *const stmt_sql[ESC_NUM_STMT] = {
     [ESC_BEGIN_WRITE] = "BEGIN IMMEDIATE",
@@ -86,12 +86,12 @@ static const char *const stmt_sql[ESC_NUM_STMT] = {
     [ESC_LIVE_ID] = "SELECT id FROM credentials WHERE name = ?1 AND live = 1",
     [ESC_RETIRE] = "UPDATE credentials SET live = 0, wrapped_key = NULL, ciphertext = NULL WHERE id = ?1",
     [ESC_MAX_VERSION] = "SELECT COALESCE(MAX(version), 0) FROM credentials WHERE name = ?1",
-    [ESC_INSERT] = "INSERT INTO credentials(name, version, created_at, expires_at, revoked, live, binding)"
-                   " VALUES(?1, ?2, ?3, ?4, 0, 1, ?5)",
+    [ESC_INSERT] = "INSERT INTO credentials(name, version, created_at, expires_at, revoked, live, binding, kind)"
+                   " VALUES(?1, ?2, ?3, ?4, 0, 1, ?5, ?6)",
     [ESC_STORE_SEALED] = "UPDATE credentials SET wrapped_key = ?1, ciphertext = ?2 WHERE id = ?3",
     /* The newest version of each name: its live row, or its tombstone. */
-    [ESC_LIST] = "SELECT " ESC_META_COLS " FROM credentials AS c WHERE version ="
-                 " (SELECT MAX(version) FROM credentials WHERE name = c.name) ORDER BY name",
+    [ESC_LIST] = "SELECT " ESC_META_COLS " FROM credentials AS c WHERE name > ?1 AND version ="
+                 " (SELECT MAX(version) FROM credentials WHERE name = c.name) ORDER BY name LIMIT ?2",
     [ESC_REVOKE_FIND] = "SELECT id, " ESC_META_COLS " FROM credentials WHERE name = ?1 AND live = 1",
     [ESC_REVOKE] = "UPDATE credentials SET revoked = 1, live = 0, wrapped_key = NULL, ciphertext = NULL"
                    " WHERE id = ?1",
@@ -108,8 +108,9 @@ static const char *const stmt_sql[ESC_NUM_STMT] = {
     [ESC_HOST_REMOVE] = "DELETE FROM hosts WHERE spki_hash = ?1",
     [ESC_HOST_FIND] = "SELECT 1 FROM hosts WHERE spki_hash = ?1",
     [ESC_HOST_LIST] = "SELECT spki_hash, label, enrolled_at FROM hosts ORDER BY enrolled_at, rowid",
-    [ESC_EPOCH_BUMP] = "UPDATE meta SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch",
-    [ESC_EPOCH_GET] = "SELECT epoch FROM meta WHERE id = 1",
+    [ESC_EPOCH_BUMP] = "UPDATE meta SET epoch = epoch + 1, generation = generation + ?1 WHERE id = 1"
+                       " RETURNING epoch, generation",
+    [ESC_EPOCH_GET] = "SELECT epoch, generation FROM meta WHERE id = 1",
 };
 
 struct aln_escrow {
@@ -160,6 +161,16 @@ static const char schema_v2[] = "CREATE TABLE meta("
                                 " epoch INTEGER NOT NULL CHECK (epoch >= 0));"
                                 "INSERT INTO meta(id, epoch) VALUES(1, 0);"
                                 "PRAGMA user_version = 2;";
+
+/* Version 3 adds each credential's kind (every earlier record is a static secret),
+ * the custody generation (counting only the writes that change which credentials
+ * or hosts exist), and room for the KEK's check value and the state MAC. */
+static const char schema_v3[] = "ALTER TABLE credentials ADD COLUMN kind INTEGER NOT NULL DEFAULT 1;"
+                                "ALTER TABLE meta ADD COLUMN generation INTEGER NOT NULL DEFAULT 0"
+                                " CHECK (generation >= 0);"
+                                "ALTER TABLE meta ADD COLUMN kek_id BLOB;"
+                                "ALTER TABLE meta ADD COLUMN state_mac BLOB;"
+                                "PRAGMA user_version = 3;";
 
 /* What the associated data of a record binds. */
 struct rec_ad {
@@ -219,36 +230,48 @@ static aln_status db_end(struct aln_escrow *esc, aln_status st) {
   return st;
 }
 
-/* read_epoch reads the epoch column of the current row of |s|. A missing row, a
- * non-integer or a negative value is something no write of ours produces. */
-static aln_status read_epoch(uint64_t *out, sqlite3_stmt *s, int rc) {
+/* read_counts reads the epoch and generation columns of the current row of |s|. A
+ * missing row, a non-integer or a negative value is something no write of ours
+ * produces. */
+static aln_status read_counts(struct aln_escrow_counts *out, sqlite3_stmt *s, int rc) {
   ALN_GUARD(db_status(rc));
-  ALN_ENSURE(rc == SQLITE_ROW && sqlite3_column_type(s, 0) == SQLITE_INTEGER, ALN_ERR_TAMPERED);
-  sqlite3_int64 v = sqlite3_column_int64(s, 0);
-  ALN_ENSURE(v >= 0, ALN_ERR_TAMPERED);
-  *out = (uint64_t)v;
+  ALN_ENSURE(rc == SQLITE_ROW, ALN_ERR_TAMPERED);
+  for (int i = 0; i < 2; i++) {
+    ALN_ENSURE(sqlite3_column_type(s, i) == SQLITE_INTEGER, ALN_ERR_TAMPERED);
+    ALN_ENSURE(sqlite3_column_int64(s, i) >= 0, ALN_ERR_TAMPERED);
+  }
+  out->epoch = (uint64_t)sqlite3_column_int64(s, 0);
+  out->generation = (uint64_t)sqlite3_column_int64(s, 1);
   return ALN_OK;
 }
 
-/* write_end ends a write transaction as db_end does, first bumping the epoch inside
- * it, so every committed write moves the epoch and a rolled-back one does not. After
- * the commit the hook learns the new epoch (see aln_escrow_commit_hook for why its
- * failure is logged, not returned). */
-static aln_status write_end(struct aln_escrow *esc, aln_status st) {
-  uint64_t epoch = 0;
+/* What a write transaction changes, for write_end. */
+enum esc_write {
+  ESC_WRITE_AUDIT,   /* only the audit chain: moves the epoch */
+  ESC_WRITE_CUSTODY, /* which credentials or hosts exist: moves the epoch and the generation */
+};
+
+/* write_end ends a write transaction as db_end does, first bumping the epoch (and,
+ * for a custody write, the generation) inside it, so every committed write moves
+ * them and a rolled-back one does not. After the commit the hook learns the new
+ * counts (see aln_escrow_commit_hook for why its failure is logged, not returned). */
+static aln_status write_end(struct aln_escrow *esc, aln_status st, enum esc_write kind) {
+  struct aln_escrow_counts c = {0};
   if (st == ALN_OK) {
     sqlite3_stmt *s = esc->stmt[ESC_EPOCH_BUMP];
-    st = read_epoch(&epoch, s, sqlite3_step(s));
+    st = db_status(sqlite3_bind_int64(s, 1, kind == ESC_WRITE_CUSTODY));
+    if (st == ALN_OK)
+      st = read_counts(&c, s, sqlite3_step(s));
     stmt_done(s);
   }
   st = db_end(esc, st);
   if (st == ALN_OK && esc->hook != NULL) {
-    aln_status hs = esc->hook(esc->hook_ctx, epoch);
+    aln_status hs = esc->hook(esc->hook_ctx, &c);
     if (hs != ALN_OK)
       fprintf(stderr,
-              "aileron-enclave: WARNING: escrow epoch %llu is committed but recording it outside the data dir "
-              "failed: %s (%s); the write stands, the next start repairs the record\n",
-              (unsigned long long)epoch, aln_strerror(hs), aln_status_name(hs));
+              "aileron-enclave: WARNING: escrow epoch %llu (generation %llu) is committed but recording it outside "
+              "the data dir failed: %s (%s); the write stands, the next start repairs the record\n",
+              (unsigned long long)c.epoch, (unsigned long long)c.generation, aln_strerror(hs), aln_status_name(hs));
   }
   return st;
 }
@@ -298,6 +321,9 @@ static aln_status read_meta(struct aln_cred_meta *m, sqlite3_stmt *s, int col) {
   m->expires_at = sqlite3_column_int64(s, col + 3);
   ALN_ENSURE(m->expires_at >= 0, ALN_ERR_TAMPERED);
   m->revoked = sqlite3_column_int64(s, col + 4) != 0;
+  sqlite3_int64 kind = sqlite3_column_int64(s, col + 6);
+  ALN_ENSURE(kind >= 0 && kind <= UINT32_MAX && aln_cred_kind_valid((uint32_t)kind), ALN_ERR_TAMPERED);
+  m->kind = (uint32_t)kind;
 
   const void *binding = sqlite3_column_blob(s, col + 5);
   int binding_len = sqlite3_column_bytes(s, col + 5);
@@ -502,6 +528,10 @@ static aln_status migrate(struct aln_escrow *esc) {
     ALN_GUARD_GOTO(st, db_exec(db, schema_v2), out);
     version = 2;
   }
+  if (version == 2) {
+    ALN_GUARD_GOTO(st, db_exec(db, schema_v3), out);
+    version = 3;
+  }
   ALN_ENSURE_GOTO(st, version == ESC_SCHEMA_VERSION, ALN_ERR_STORE, out); /* newer or foreign file */
   st = ALN_OK;
 out:
@@ -619,9 +649,12 @@ void aln_escrow_free(struct aln_escrow *esc) {
 
 static aln_status audit_insert(struct aln_escrow *esc, const struct aln_audit_event *ev);
 
-static aln_status put_locked(struct aln_escrow *esc, struct aln_cred_meta *out_meta, const char *name,
-                             const uint8_t *secret, size_t secret_len, const uint8_t *binding, size_t binding_len,
-                             int64_t expires_at, int replace, const struct aln_audit_event *audit) {
+static aln_status put_locked(struct aln_escrow *esc, struct aln_cred_meta *out_meta, const struct aln_cred_input *in,
+                             const struct aln_audit_event *audit) {
+  const char *name = in->name;
+  const uint8_t *binding = in->binding;
+  size_t binding_len = in->binding_len;
+  int64_t expires_at = in->expires_at;
   aln_status st = ALN_ERR_INTERNAL;
   sqlite3 *db = esc->db;
   sqlite3_stmt *s = NULL;
@@ -641,7 +674,7 @@ static aln_status put_locked(struct aln_escrow *esc, struct aln_cred_meta *out_m
   stmt_done(s);
   s = NULL;
   if (rc == SQLITE_ROW) {
-    ALN_ENSURE_GOTO(st, replace, ALN_ERR_EXISTS, out);
+    ALN_ENSURE_GOTO(st, in->replace, ALN_ERR_EXISTS, out);
     s = esc->stmt[ESC_RETIRE];
     ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 1, old_id)), out);
     ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_DONE, ALN_ERR_STORE, out);
@@ -664,12 +697,13 @@ static aln_status put_locked(struct aln_escrow *esc, struct aln_cred_meta *out_m
   ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 3, now)), out);
   ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 4, expires_at)), out);
   ALN_GUARD_GOTO(st, bind_blob(s, 5, binding, binding_len), out);
+  ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 6, in->kind)), out);
   ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_DONE, ALN_ERR_STORE, out);
   stmt_done(s);
   s = NULL;
   ad.id = sqlite3_last_insert_rowid(db);
 
-  ALN_GUARD_GOTO(st, seal_record(esc, &ct, &ct_len, &wk, &ad, secret, secret_len), out);
+  ALN_GUARD_GOTO(st, seal_record(esc, &ct, &ct_len, &wk, &ad, in->secret, in->secret_len), out);
   s = esc->stmt[ESC_STORE_SEALED];
   ALN_GUARD_GOTO(st, bind_blob(s, 1, wk, ESC_WRAPPED_LEN), out);
   ALN_GUARD_GOTO(st, bind_blob(s, 2, ct, ct_len), out);
@@ -683,6 +717,7 @@ static aln_status put_locked(struct aln_escrow *esc, struct aln_cred_meta *out_m
   /* Everything that can fail happens before COMMIT, so an error changes nothing. */
   if (out_meta != NULL) {
     memcpy(meta.name, name, strlen(name) + 1);
+    meta.kind = in->kind;
     meta.version = ad.version;
     meta.created_at = now;
     meta.expires_at = expires_at;
@@ -698,7 +733,7 @@ out:
     OPENSSL_cleanse(ct, ct_len);
   free(ct);
   free(wk);
-  st = write_end(esc, st);
+  st = write_end(esc, st, ESC_WRITE_CUSTODY);
   if (st == ALN_OK && out_meta != NULL) {
     *out_meta = meta;
     memset(&meta, 0, sizeof(meta));
@@ -707,25 +742,30 @@ out:
   return st;
 }
 
-aln_status aln_escrow_put(struct aln_escrow *esc, struct aln_cred_meta *out_meta, const char *name,
-                          const uint8_t *secret, size_t secret_len, const uint8_t *binding, size_t binding_len,
-                          int64_t expires_at, int replace, const struct aln_audit_event *audit) {
+int aln_cred_kind_valid(uint32_t kind) {
+  return kind == ALN_CRED_KIND_SECRET;
+}
+
+aln_status aln_escrow_put(struct aln_escrow *esc, struct aln_cred_meta *out_meta, const struct aln_cred_input *in,
+                          const struct aln_audit_event *audit) {
   if (out_meta != NULL)
     memset(out_meta, 0, sizeof(*out_meta));
-  ALN_ENSURE(esc != NULL && secret != NULL && binding != NULL, ALN_ERR_USAGE);
-  ALN_ENSURE(aln_cred_name_valid_str(name), ALN_ERR_BAD_NAME);
-  ALN_ENSURE(secret_len > 0 && binding_len > 0 && expires_at >= 0, ALN_ERR_USAGE);
-  ALN_ENSURE(secret_len <= ALN_SECRET_MAX && binding_len <= ALN_BINDING_MAX, ALN_ERR_TOO_LARGE);
+  ALN_ENSURE(esc != NULL && in != NULL && in->secret != NULL && in->binding != NULL, ALN_ERR_USAGE);
+  ALN_ENSURE(aln_cred_name_valid_str(in->name), ALN_ERR_BAD_NAME);
+  ALN_ENSURE(aln_cred_kind_valid(in->kind), ALN_ERR_USAGE);
+  ALN_ENSURE(in->secret_len > 0 && in->binding_len > 0 && in->expires_at >= 0, ALN_ERR_USAGE);
+  ALN_ENSURE(in->secret_len <= ALN_SECRET_MAX && in->binding_len <= ALN_BINDING_MAX, ALN_ERR_TOO_LARGE);
 
   pthread_mutex_lock(&esc->mu);
-  aln_status st = put_locked(esc, out_meta, name, secret, secret_len, binding, binding_len, expires_at, replace, audit);
-  if (st == ALN_OK && replace)
+  aln_status st = put_locked(esc, out_meta, in, audit);
+  if (st == ALN_OK && in->replace)
     wipe_checkpoint(esc->db);
   pthread_mutex_unlock(&esc->mu);
   return st;
 }
 
-static aln_status list_locked(struct aln_escrow *esc, struct aln_cred_meta **out, size_t *num_out) {
+static aln_status list_locked(struct aln_escrow *esc, const char *after, size_t limit, struct aln_cred_meta **out,
+                              size_t *num_out, int *more) {
   aln_status st = ALN_ERR_INTERNAL;
   sqlite3_stmt *s = NULL;
   struct aln_cred_meta *list = NULL;
@@ -733,7 +773,15 @@ static aln_status list_locked(struct aln_escrow *esc, struct aln_cred_meta **out
   int rc;
 
   s = esc->stmt[ESC_LIST];
+  ALN_GUARD_GOTO(st, bind_text(s, 1, after, ALN_NAME_MAX), out);
+  /* One row beyond the page says whether more follow. */
+  ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 2, (sqlite3_int64)limit + 1)), out);
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    if (num == limit) {
+      *more = 1;
+      rc = SQLITE_DONE;
+      break;
+    }
     if (num == cap) {
       size_t new_cap = cap == 0 ? 16 : cap * 2;
       struct aln_cred_meta *grown = reallocarray(list, new_cap, sizeof(*list));
@@ -759,12 +807,18 @@ out:
   return st;
 }
 
-aln_status aln_escrow_list(struct aln_escrow *esc, struct aln_cred_meta **out, size_t *num_out) {
-  ALN_ENSURE(esc != NULL && out != NULL && num_out != NULL, ALN_ERR_USAGE);
+aln_status aln_escrow_list(struct aln_escrow *esc, const char *after, size_t limit, struct aln_cred_meta **out,
+                           size_t *num_out, int *more) {
+  ALN_ENSURE(out != NULL && num_out != NULL && more != NULL, ALN_ERR_USAGE);
   *out = NULL;
   *num_out = 0;
+  *more = 0;
+  ALN_ENSURE(esc != NULL && limit >= 1 && limit <= ALN_LIST_PAGE_MAX, ALN_ERR_USAGE);
+  if (after == NULL)
+    after = "";
+  ALN_ENSURE(after[0] == '\0' || aln_cred_name_valid_str(after), ALN_ERR_BAD_NAME);
   pthread_mutex_lock(&esc->mu);
-  aln_status st = list_locked(esc, out, num_out);
+  aln_status st = list_locked(esc, after, limit, out, num_out, more);
   pthread_mutex_unlock(&esc->mu);
   return st;
 }
@@ -798,7 +852,7 @@ static aln_status revoke_locked(struct aln_escrow *esc, struct aln_cred_meta *ou
   st = ALN_OK;
 out:
   stmt_done(s);
-  st = write_end(esc, st);
+  st = write_end(esc, st, ESC_WRITE_CUSTODY);
   if (st == ALN_OK && out_meta != NULL) {
     *out_meta = meta;
     memset(&meta, 0, sizeof(meta));
@@ -863,10 +917,10 @@ static aln_status unseal_locked(struct aln_escrow *esc, struct aln_secret *out_s
                       .name = meta.name,
                       .binding = meta.binding,
                       .binding_len = meta.binding_len};
-  const uint8_t *wk = sqlite3_column_blob(s, 7);
-  size_t wk_len = (size_t)sqlite3_column_bytes(s, 7);
-  const uint8_t *ct = sqlite3_column_blob(s, 8);
-  size_t ct_len = (size_t)sqlite3_column_bytes(s, 8);
+  const uint8_t *wk = sqlite3_column_blob(s, 8);
+  size_t wk_len = (size_t)sqlite3_column_bytes(s, 8);
+  const uint8_t *ct = sqlite3_column_blob(s, 9);
+  size_t ct_len = (size_t)sqlite3_column_bytes(s, 9);
   ALN_GUARD_GOTO(st, open_record(esc, out_secret, &ad, wk, wk_len, ct, ct_len), out);
 
   if (out_meta != NULL) {
@@ -991,7 +1045,7 @@ out:
 
 static aln_status audit_append_locked(struct aln_escrow *esc, const struct aln_audit_event *ev) {
   ALN_GUARD(db_run(esc, ESC_BEGIN_WRITE));
-  return write_end(esc, audit_insert(esc, ev));
+  return write_end(esc, audit_insert(esc, ev), ESC_WRITE_AUDIT);
 }
 
 aln_status aln_escrow_audit_append(struct aln_escrow *esc, const struct aln_audit_event *ev) {
@@ -1075,7 +1129,7 @@ static aln_status host_enroll_locked(struct aln_escrow *esc, const uint8_t spki_
   st = ALN_OK;
 out:
   stmt_done(s);
-  return write_end(esc, st);
+  return write_end(esc, st, ESC_WRITE_CUSTODY);
 }
 
 aln_status aln_escrow_host_enroll(struct aln_escrow *esc, const uint8_t spki_hash[32], const char *label) {
@@ -1097,7 +1151,7 @@ static aln_status host_remove_locked(struct aln_escrow *esc, const uint8_t spki_
   st = sqlite3_changes(esc->db) > 0 ? ALN_OK : ALN_ERR_NOT_FOUND;
 out:
   stmt_done(s);
-  return write_end(esc, st);
+  return write_end(esc, st, ESC_WRITE_CUSTODY);
 }
 
 aln_status aln_escrow_host_remove(struct aln_escrow *esc, const uint8_t spki_hash[32]) {
@@ -1179,13 +1233,13 @@ aln_status aln_escrow_host_is_enrolled(struct aln_escrow *esc, int *out, const u
   return st;
 }
 
-aln_status aln_escrow_epoch(struct aln_escrow *esc, uint64_t *out) {
+aln_status aln_escrow_counts(struct aln_escrow *esc, struct aln_escrow_counts *out) {
   ALN_ENSURE(out != NULL, ALN_ERR_USAGE);
-  *out = 0;
+  memset(out, 0, sizeof(*out));
   ALN_ENSURE(esc != NULL, ALN_ERR_USAGE);
   pthread_mutex_lock(&esc->mu);
   sqlite3_stmt *s = esc->stmt[ESC_EPOCH_GET];
-  aln_status st = read_epoch(out, s, sqlite3_step(s));
+  aln_status st = read_counts(out, s, sqlite3_step(s));
   stmt_done(s);
   pthread_mutex_unlock(&esc->mu);
   return st;

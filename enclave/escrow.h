@@ -20,8 +20,18 @@
 struct aln_escrow;
 struct aln_audit_event;
 
+/* What a credential is, sealed into the associated data of its record so a record
+ * cannot be reinterpreted as another kind. Values are stored: never renumber. */
+enum aln_cred_kind {
+  ALN_CRED_KIND_SECRET = 1, /* a static API key or token, injected as it is */
+};
+
+/* aln_cred_kind_valid says whether |kind| is one this build knows. */
+int aln_cred_kind_valid(uint32_t kind);
+
 struct aln_cred_meta {
   char name[ALN_NAME_MAX + 1];
+  uint32_t kind; /* enum aln_cred_kind */
   uint32_t version;
   int64_t created_at;
   int64_t expires_at; /* 0 = never */
@@ -41,18 +51,30 @@ aln_status aln_escrow_open(struct aln_escrow **out, const char *path, const stru
 /* aln_escrow_free closes the database and wipes the KEK copy; NULL is a no-op. */
 void aln_escrow_free(struct aln_escrow *esc);
 
-/* aln_escrow_epoch sets *out to the escrow's epoch: the number of write
- * transactions (puts, revokes, audit appends, host enrolls and removes) ever
- * committed to this database, 0 for a new one. Rollback protection compares it
- * with a copy kept outside the database (enclave/epoch.h). */
-aln_status aln_escrow_epoch(struct aln_escrow *esc, uint64_t *out) ALN_WUR;
+/* The escrow's counters, both stored in the database and bumped inside the write
+ * transactions they count, and both covered by the state MAC:
+ *   epoch       every committed write transaction (puts, replaces, revokes, audit
+ *               appends, host enrolls and removes, KEK rotations);
+ *   generation  only the custody writes: those that change which credentials or
+ *               hosts exist (everything above but audit appends).
+ * Rollback protection compares them with copies kept outside the database
+ * (enclave/epoch.h): the epoch in a KEK-authenticated file, the generation also in
+ * a TPM NV counter when there is a TPM (a counter is too slow and wears out to move
+ * on every credential use). */
+struct aln_escrow_counts {
+  uint64_t epoch;
+  uint64_t generation;
+};
 
-/* A commit hook is called with the new epoch after each write commits, under the
+/* aln_escrow_counts reads both counters, 0 and 0 for a new database. */
+aln_status aln_escrow_counts(struct aln_escrow *esc, struct aln_escrow_counts *out) ALN_WUR;
+
+/* A commit hook is called with the new counts after each write commits, under the
  * escrow's mutex, so the calls are in commit order. Its failure does not fail the
  * write: the write is already durable and acknowledging it as failed would be a
  * lie. The escrow logs the failure loudly to stderr and goes on; the external copy
  * is then behind the database, which the next start accepts and repairs. */
-typedef aln_status (*aln_escrow_commit_hook)(void *ctx, uint64_t epoch);
+typedef aln_status (*aln_escrow_commit_hook)(void *ctx, const struct aln_escrow_counts *counts);
 
 /* aln_escrow_set_commit_hook installs |fn| with |ctx| (replacing any earlier hook,
  * whose context is released with its |ctx_free|). The escrow owns |ctx| from now on
@@ -60,20 +82,37 @@ typedef aln_status (*aln_escrow_commit_hook)(void *ctx, uint64_t epoch);
  * other threads use the escrow. */
 void aln_escrow_set_commit_hook(struct aln_escrow *esc, aln_escrow_commit_hook fn, void *ctx, void (*ctx_free)(void *));
 
-/* aln_escrow_put seals |secret| with |binding| under |name|. Without |replace| an
- * existing live credential of that name gives ALN_ERR_EXISTS; with it a new version
- * replaces the old one, whose ciphertext and wrapped key are wiped from its row.
- * Fills |out_meta| (may be NULL). |audit| (may be NULL) is appended to the audit
- * chain in the same transaction, so the write and its audit row are durable
- * together or not at all. Nothing is changed on any error. */
-aln_status aln_escrow_put(struct aln_escrow *esc, struct aln_cred_meta *out_meta, const char *name,
-                          const uint8_t *secret, size_t secret_len, const uint8_t *binding, size_t binding_len,
-                          int64_t expires_at, int replace, const struct aln_audit_event *audit) ALN_WUR;
+/* A credential to store. */
+struct aln_cred_input {
+  const char *name;
+  uint32_t kind; /* enum aln_cred_kind */
+  const uint8_t *secret;
+  size_t secret_len;
+  const uint8_t *binding; /* serialized aileron.v1.Binding */
+  size_t binding_len;
+  int64_t expires_at; /* unix seconds, 0 = never */
+  int replace;        /* replace a live credential of that name with a new version */
+};
 
-/* aln_escrow_list returns the metadata of the newest version of every credential
- * (revoked ones included, flagged), sorted by name, in a new array *out of *num_out
- * entries; free with aln_escrow_list_free. */
-aln_status aln_escrow_list(struct aln_escrow *esc, struct aln_cred_meta **out, size_t *num_out) ALN_WUR;
+/* aln_escrow_put seals |in->secret| with |in->binding| and |in->kind| under
+ * |in->name|. Without |in->replace| an existing live credential of that name gives
+ * ALN_ERR_EXISTS; with it a new version replaces the old one, whose ciphertext and
+ * wrapped key are wiped from its row. Fills |out_meta| (may be NULL). |audit| (may
+ * be NULL) is appended to the audit chain in the same transaction, so the write
+ * and its audit row are durable together or not at all. Nothing is changed on any
+ * error; a full disk is ALN_ERR_DISK_FULL. */
+aln_status aln_escrow_put(struct aln_escrow *esc, struct aln_cred_meta *out_meta, const struct aln_cred_input *in,
+                          const struct aln_audit_event *audit) ALN_WUR;
+
+/* aln_escrow_list returns the metadata of the newest version of each credential
+ * (revoked ones included, flagged) whose name sorts after |after| (NULL or "" = from
+ * the first), in name order, at most |limit| (>= 1) of them, in a new array *out of
+ * *num_out entries; free with aln_escrow_list_free. *more is set to 1 if further
+ * names follow the last one returned (ask again with after = its name). Paging keeps
+ * the enclave's memory bounded however many credentials it holds. */
+#define ALN_LIST_PAGE_MAX 1000
+aln_status aln_escrow_list(struct aln_escrow *esc, const char *after, size_t limit, struct aln_cred_meta **out,
+                           size_t *num_out, int *more) ALN_WUR;
 void aln_escrow_list_free(struct aln_cred_meta *list, size_t num);
 
 /* aln_escrow_revoke marks the live credential |name| revoked and wipes its ciphertext

@@ -253,8 +253,15 @@ static aln_status handle_put(struct conn *c, const Aileron__V1__Request *req) {
   /* The write and its audit row commit together: a crash cannot keep one alone. */
   char dest[ALN_URL_MAX + 1];
   struct aln_audit_event ev = audit_event(c, dest, "put", p->name, NULL, NULL, ALN_OK, 0, "operator");
-  st = aln_escrow_put(c->srv->escrow, &meta, p->name, p->secret.data, p->secret.len, blob, blob_len, p->expires_at,
-                      p->replace, &ev);
+  struct aln_cred_input in = {.name = p->name,
+                              .kind = ALN_CRED_KIND_SECRET,
+                              .secret = p->secret.data,
+                              .secret_len = p->secret.len,
+                              .binding = blob,
+                              .binding_len = blob_len,
+                              .expires_at = p->expires_at,
+                              .replace = p->replace};
+  st = aln_escrow_put(c->srv->escrow, &meta, &in, &ev);
 out:
   if (st != ALN_OK) /* refused: nothing changed, record the refusal */
     audit(c, &st, "put", p->name, NULL, NULL, st, 0, "operator");
@@ -273,7 +280,8 @@ static aln_status handle_list(struct conn *c, const Aileron__V1__Request *req) {
   Aileron__V1__CredentialInfo *infos = NULL, **ptrs = NULL;
   Aileron__V1__Binding **binds = NULL;
 
-  ALN_GUARD(aln_escrow_list(c->srv->escrow, &list, &num));
+  int more = 0;
+  ALN_GUARD(aln_escrow_list(c->srv->escrow, NULL, ALN_LIST_PAGE_MAX, &list, &num, &more));
   infos = calloc(num ? num : 1, sizeof(*infos));
   ptrs = calloc(num ? num : 1, sizeof(*ptrs));
   binds = calloc(num ? num : 1, sizeof(*binds));

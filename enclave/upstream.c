@@ -289,9 +289,9 @@ out:
   return st;
 }
 
-/* The system trust store (SSL_CERT_FILE, else OpenSSL's default bundle), parsed once. Parsing the PEM bundle costs milliseconds
- * per handshake with OpenSSL 3, far more than the handshake itself, so it is read
- * at the first use and kept; a changed system bundle takes effect at restart. */
+/* The system trust store (SSL_CERT_FILE, else OpenSSL's default bundle), parsed once. Parsing the PEM bundle costs
+ * milliseconds per handshake with OpenSSL 3, far more than the handshake itself, so it is read at the first use and
+ * kept; a changed system bundle takes effect at restart. */
 static STACK_OF(X509) * g_roots;
 static pthread_once_t g_roots_once = PTHREAD_ONCE_INIT;
 

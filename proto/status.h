@@ -45,6 +45,7 @@
   X(ALN_ERR_KEK_POLICY, ALN_CAT_CONFLICT, 2, "KEK sealed to other PCR values (platform state changed)")                \
   X(ALN_ERR_ROLLBACK, ALN_CAT_CONFLICT, 3, "escrow database older than the last committed state (rollback)")           \
   X(ALN_ERR_EPOCH_MISSING, ALN_CAT_CONFLICT, 4, "rollback epoch file missing")                                         \
+  X(ALN_ERR_KEK_MISMATCH, ALN_CAT_CONFLICT, 5, "KEK does not belong to this escrow")                                   \
   X(ALN_ERR_TRUNCATED, ALN_CAT_PROTO, 1, "truncated input")                                                            \
   X(ALN_ERR_TRAILING, ALN_CAT_PROTO, 2, "trailing bytes after message")                                                \
   X(ALN_ERR_FRAME_TOO_LARGE, ALN_CAT_PROTO, 3, "frame exceeds size limit")                                             \
@@ -66,10 +67,12 @@
   X(ALN_ERR_UNAVAILABLE, ALN_CAT_IO, 8, "enclave unavailable")                                                         \
   X(ALN_ERR_PERMS, ALN_CAT_IO, 9, "file permissions too open")                                                         \
   X(ALN_ERR_TPM, ALN_CAT_IO, 10, "TPM operation failed")                                                               \
+  X(ALN_ERR_DISK_FULL, ALN_CAT_IO, 11, "storage full; nothing was written")                                            \
   X(ALN_ERR_INTERNAL, ALN_CAT_INTERNAL, 1, "internal error")                                                           \
   X(ALN_ERR_NOMEM, ALN_CAT_INTERNAL, 2, "out of memory")                                                               \
   X(ALN_ERR_CRYPTO, ALN_CAT_INTERNAL, 3, "cryptographic operation failed")                                             \
-  X(ALN_ERR_TAMPERED, ALN_CAT_INTERNAL, 4, "sealed record failed authentication")
+  X(ALN_ERR_TAMPERED, ALN_CAT_INTERNAL, 4, "sealed record failed authentication")                                      \
+  X(ALN_ERR_STATE_TAMPERED, ALN_CAT_INTERNAL, 5, "escrow state failed authentication (edited outside the enclave)")
 
 #define ALN_STATUS_ENUM_(name, cat, num, msg) name = ((cat) << 8) | (num),
 typedef enum aln_status { ALN_STATUS_TABLE(ALN_STATUS_ENUM_) } aln_status;

@@ -172,7 +172,18 @@ static aln_status escrow_run(struct half *r, const struct turns *t, const struct
       struct aln_cred_meta meta;
       cred_name(name, i);
       cred_secret(secret, i);
-      ALN_GUARD_GOTO(st, aln_escrow_put(esc, &meta, name, secret, SECRET_LEN, binding, binding_len, 0, 0, NULL), out);
+      ALN_GUARD_GOTO(st,
+                     aln_escrow_put(esc, &meta,
+                                    &(struct aln_cred_input){.name = name,
+                                                             .kind = ALN_CRED_KIND_SECRET,
+                                                             .secret = secret,
+                                                             .secret_len = SECRET_LEN,
+                                                             .binding = binding,
+                                                             .binding_len = binding_len,
+                                                             .expires_at = 0,
+                                                             .replace = 0},
+                                    NULL),
+                     out);
       aln_cred_meta_cleanup(&meta);
     }
     if (b > 0)
@@ -210,9 +221,20 @@ static aln_status escrow_run(struct half *r, const struct turns *t, const struct
   }
   r->kb_hwm_after_gets = proc_kb("VmHWM");
 
-  /* The enclave also answers "list": its peak with N credentials is worth knowing. */
-  ALN_GUARD_GOTO(st, aln_escrow_list(esc, &list, &list_num), out);
-  ALN_ENSURE_GOTO(st, list_num == o->n, ALN_ERR_STORE, out);
+  /* The enclave also answers "list", a page at a time: its peak while listing all N
+   * credentials is worth knowing. */
+  size_t listed = 0;
+  char after[ALN_NAME_MAX + 1] = "";
+  for (int more = 1; more;) {
+    ALN_GUARD_GOTO(st, aln_escrow_list(esc, after, ALN_LIST_PAGE_MAX, &list, &list_num, &more), out);
+    ALN_ENSURE_GOTO(st, list_num > 0, ALN_ERR_STORE, out);
+    listed += list_num;
+    memcpy(after, list[list_num - 1].name, sizeof(after));
+    aln_escrow_list_free(list, list_num);
+    list = NULL;
+    list_num = 0;
+  }
+  ALN_ENSURE_GOTO(st, listed == o->n, ALN_ERR_STORE, out);
   r->kb_hwm_after_list = proc_kb("VmHWM");
   st = ALN_OK;
 out:

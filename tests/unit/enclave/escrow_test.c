@@ -76,8 +76,16 @@ static void reopen(struct fx *f, const struct aln_secret *kek) {
 }
 
 static aln_status put(struct fx *f, const char *name, const char *secret, int replace) {
-  return aln_escrow_put(f->esc, NULL, name, (const uint8_t *)secret, strlen(secret), (const uint8_t *)k_binding_marker,
-                        strlen(k_binding_marker), 0, replace, NULL);
+  return aln_escrow_put(f->esc, NULL,
+                        &(struct aln_cred_input){.name = name,
+                                                 .kind = ALN_CRED_KIND_SECRET,
+                                                 .secret = (const uint8_t *)secret,
+                                                 .secret_len = strlen(secret),
+                                                 .binding = (const uint8_t *)k_binding_marker,
+                                                 .binding_len = strlen(k_binding_marker),
+                                                 .expires_at = 0,
+                                                 .replace = replace},
+                        NULL);
 }
 
 /* assert_opens checks that |name| unseals to exactly |secret|. */
@@ -209,8 +217,16 @@ static void test_round_trip(void **state) {
   struct fx *f = *state;
   struct aln_cred_meta m;
   int64_t before = (int64_t)time(NULL);
-  assert_int_equal(aln_escrow_put(f->esc, &m, "github.token", (const uint8_t *)k_canary, strlen(k_canary),
-                                  (const uint8_t *)"bind", 4, 0, 0, NULL),
+  assert_int_equal(aln_escrow_put(f->esc, &m,
+                                  &(struct aln_cred_input){.name = "github.token",
+                                                           .kind = ALN_CRED_KIND_SECRET,
+                                                           .secret = (const uint8_t *)k_canary,
+                                                           .secret_len = strlen(k_canary),
+                                                           .binding = (const uint8_t *)"bind",
+                                                           .binding_len = 4,
+                                                           .expires_at = 0,
+                                                           .replace = 0},
+                                  NULL),
                    ALN_OK);
   assert_string_equal(m.name, "github.token");
   assert_int_equal(m.version, 1);
@@ -244,17 +260,97 @@ static void test_size_boundaries(void **state) {
     big[i] = (uint8_t)(i * 7 + 3);
   const uint8_t *b = (const uint8_t *)"b";
 
-  assert_int_equal(aln_escrow_put(f->esc, NULL, "s", big, 0, b, 1, 0, 0, NULL), ALN_ERR_USAGE);
-  assert_int_equal(aln_escrow_put(f->esc, NULL, "s", big, ALN_SECRET_MAX + 1, b, 1, 0, 0, NULL), ALN_ERR_TOO_LARGE);
-  assert_int_equal(aln_escrow_put(f->esc, NULL, "s", big, 1, b, 0, 0, 0, NULL), ALN_ERR_USAGE);
-  assert_int_equal(aln_escrow_put(f->esc, NULL, "s", big, 1, big, ALN_BINDING_MAX + 1, 0, 0, NULL), ALN_ERR_TOO_LARGE);
-  assert_int_equal(aln_escrow_put(f->esc, NULL, "s", big, 1, b, 1, -1, 0, NULL), ALN_ERR_USAGE);
-  assert_int_equal(aln_escrow_put(f->esc, NULL, "s", NULL, 1, b, 1, 0, 0, NULL), ALN_ERR_USAGE);
-  assert_int_equal(aln_escrow_put(NULL, NULL, "s", big, 1, b, 1, 0, 0, NULL), ALN_ERR_USAGE);
+  assert_int_equal(aln_escrow_put(f->esc, NULL,
+                                  &(struct aln_cred_input){.name = "s",
+                                                           .kind = ALN_CRED_KIND_SECRET,
+                                                           .secret = big,
+                                                           .secret_len = 0,
+                                                           .binding = b,
+                                                           .binding_len = 1,
+                                                           .expires_at = 0,
+                                                           .replace = 0},
+                                  NULL),
+                   ALN_ERR_USAGE);
+  assert_int_equal(aln_escrow_put(f->esc, NULL,
+                                  &(struct aln_cred_input){.name = "s",
+                                                           .kind = ALN_CRED_KIND_SECRET,
+                                                           .secret = big,
+                                                           .secret_len = ALN_SECRET_MAX + 1,
+                                                           .binding = b,
+                                                           .binding_len = 1,
+                                                           .expires_at = 0,
+                                                           .replace = 0},
+                                  NULL),
+                   ALN_ERR_TOO_LARGE);
+  assert_int_equal(aln_escrow_put(f->esc, NULL,
+                                  &(struct aln_cred_input){.name = "s",
+                                                           .kind = ALN_CRED_KIND_SECRET,
+                                                           .secret = big,
+                                                           .secret_len = 1,
+                                                           .binding = b,
+                                                           .binding_len = 0,
+                                                           .expires_at = 0,
+                                                           .replace = 0},
+                                  NULL),
+                   ALN_ERR_USAGE);
+  assert_int_equal(aln_escrow_put(f->esc, NULL,
+                                  &(struct aln_cred_input){.name = "s",
+                                                           .kind = ALN_CRED_KIND_SECRET,
+                                                           .secret = big,
+                                                           .secret_len = 1,
+                                                           .binding = big,
+                                                           .binding_len = ALN_BINDING_MAX + 1,
+                                                           .expires_at = 0,
+                                                           .replace = 0},
+                                  NULL),
+                   ALN_ERR_TOO_LARGE);
+  assert_int_equal(aln_escrow_put(f->esc, NULL,
+                                  &(struct aln_cred_input){.name = "s",
+                                                           .kind = ALN_CRED_KIND_SECRET,
+                                                           .secret = big,
+                                                           .secret_len = 1,
+                                                           .binding = b,
+                                                           .binding_len = 1,
+                                                           .expires_at = -1,
+                                                           .replace = 0},
+                                  NULL),
+                   ALN_ERR_USAGE);
+  assert_int_equal(aln_escrow_put(f->esc, NULL,
+                                  &(struct aln_cred_input){.name = "s",
+                                                           .kind = ALN_CRED_KIND_SECRET,
+                                                           .secret = NULL,
+                                                           .secret_len = 1,
+                                                           .binding = b,
+                                                           .binding_len = 1,
+                                                           .expires_at = 0,
+                                                           .replace = 0},
+                                  NULL),
+                   ALN_ERR_USAGE);
+  assert_int_equal(aln_escrow_put(NULL, NULL,
+                                  &(struct aln_cred_input){.name = "s",
+                                                           .kind = ALN_CRED_KIND_SECRET,
+                                                           .secret = big,
+                                                           .secret_len = 1,
+                                                           .binding = b,
+                                                           .binding_len = 1,
+                                                           .expires_at = 0,
+                                                           .replace = 0},
+                                  NULL),
+                   ALN_ERR_USAGE);
   assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM credentials"), 0);
 
   /* Both maxima are accepted and round-trip exactly. */
-  assert_int_equal(aln_escrow_put(f->esc, NULL, "s", big, ALN_SECRET_MAX, big, ALN_BINDING_MAX, 0, 0, NULL), ALN_OK);
+  assert_int_equal(aln_escrow_put(f->esc, NULL,
+                                  &(struct aln_cred_input){.name = "s",
+                                                           .kind = ALN_CRED_KIND_SECRET,
+                                                           .secret = big,
+                                                           .secret_len = ALN_SECRET_MAX,
+                                                           .binding = big,
+                                                           .binding_len = ALN_BINDING_MAX,
+                                                           .expires_at = 0,
+                                                           .replace = 0},
+                                  NULL),
+                   ALN_OK);
   struct aln_secret s = {0};
   struct aln_cred_meta m;
   assert_int_equal(aln_escrow_unseal(f->esc, &s, &m, "s", (int64_t)time(NULL)), ALN_OK);
@@ -273,14 +369,23 @@ static void test_list(void **state) {
   assert_int_equal(put(f, "Alpha", "s2", 0), ALN_OK);
   assert_int_equal(put(f, "mid", "s3", 0), ALN_OK);
   assert_int_equal(put(f, "mid", "s3-new", 1), ALN_OK);
-  assert_int_equal(aln_escrow_put(f->esc, NULL, "exp", (const uint8_t *)k_canary, strlen(k_canary),
-                                  (const uint8_t *)"B2", 2, 12345, 0, NULL),
+  assert_int_equal(aln_escrow_put(f->esc, NULL,
+                                  &(struct aln_cred_input){.name = "exp",
+                                                           .kind = ALN_CRED_KIND_SECRET,
+                                                           .secret = (const uint8_t *)k_canary,
+                                                           .secret_len = strlen(k_canary),
+                                                           .binding = (const uint8_t *)"B2",
+                                                           .binding_len = 2,
+                                                           .expires_at = 12345,
+                                                           .replace = 0},
+                                  NULL),
                    ALN_OK);
   assert_int_equal(aln_escrow_revoke(f->esc, NULL, "zeta", NULL), ALN_OK);
 
   struct aln_cred_meta *l = NULL;
   size_t n = 0;
-  assert_int_equal(aln_escrow_list(f->esc, &l, &n), ALN_OK);
+  int more = 0;
+  assert_int_equal(aln_escrow_list(f->esc, NULL, ALN_LIST_PAGE_MAX, &l, &n, &more), ALN_OK);
   assert_int_equal(n, 4); /* one entry per name: the newest version */
   /* Byte order: upper case sorts first. */
   assert_string_equal(l[0].name, "Alpha");
@@ -299,11 +404,38 @@ static void test_list(void **state) {
     assert_true(l[i].created_at > 0);
     assert_int_equal(aln_memmem_count(l[i].binding, l[i].binding_len, (const uint8_t *)k_canary, strlen(k_canary)), 0);
   }
+  assert_int_equal(more, 0);
   aln_escrow_list_free(l, n);
+
+  /* Pages: two names, then the two after the last one returned. */
+  assert_int_equal(aln_escrow_list(f->esc, NULL, 2, &l, &n, &more), ALN_OK);
+  assert_int_equal(n, 2);
+  assert_int_equal(more, 1);
+  assert_string_equal(l[0].name, "Alpha");
+  assert_string_equal(l[1].name, "exp");
+  assert_int_equal(l[1].kind, ALN_CRED_KIND_SECRET);
+  aln_escrow_list_free(l, n);
+  assert_int_equal(aln_escrow_list(f->esc, "exp", 2, &l, &n, &more), ALN_OK);
+  assert_int_equal(n, 2);
+  assert_int_equal(more, 0);
+  assert_string_equal(l[0].name, "mid");
+  assert_string_equal(l[1].name, "zeta");
+  aln_escrow_list_free(l, n);
+  /* A page that ends exactly at the last name says no more follow. */
+  assert_int_equal(aln_escrow_list(f->esc, "Alpha", 3, &l, &n, &more), ALN_OK);
+  assert_int_equal(n, 3);
+  assert_int_equal(more, 0);
+  aln_escrow_list_free(l, n);
+  /* Bad limits and cursors are refused with nothing returned. */
+  assert_int_equal(aln_escrow_list(f->esc, NULL, 0, &l, &n, &more), ALN_ERR_USAGE);
+  assert_int_equal(aln_escrow_list(f->esc, NULL, ALN_LIST_PAGE_MAX + 1, &l, &n, &more), ALN_ERR_USAGE);
+  assert_int_equal(aln_escrow_list(f->esc, "../x", 2, &l, &n, &more), ALN_ERR_BAD_NAME);
+  assert_null(l);
+  assert_int_equal(n, 0);
 
   /* An empty store lists nothing. */
   raw_exec(f, "DELETE FROM credentials");
-  assert_int_equal(aln_escrow_list(f->esc, &l, &n), ALN_OK);
+  assert_int_equal(aln_escrow_list(f->esc, NULL, ALN_LIST_PAGE_MAX, &l, &n, &more), ALN_OK);
   assert_int_equal(n, 0);
   aln_escrow_list_free(l, n);
 }
@@ -323,8 +455,17 @@ static void test_replace(void **state) {
   struct fx *f = *state;
   struct aln_cred_meta m;
   assert_int_equal(put(f, "a", "old-secret", 0), ALN_OK);
-  assert_int_equal(
-      aln_escrow_put(f->esc, &m, "a", (const uint8_t *)"new-secret", 10, (const uint8_t *)"nb", 2, 0, 1, NULL), ALN_OK);
+  assert_int_equal(aln_escrow_put(f->esc, &m,
+                                  &(struct aln_cred_input){.name = "a",
+                                                           .kind = ALN_CRED_KIND_SECRET,
+                                                           .secret = (const uint8_t *)"new-secret",
+                                                           .secret_len = 10,
+                                                           .binding = (const uint8_t *)"nb",
+                                                           .binding_len = 2,
+                                                           .expires_at = 0,
+                                                           .replace = 1},
+                                  NULL),
+                   ALN_OK);
   assert_int_equal(m.version, 2);
   aln_cred_meta_cleanup(&m);
   assert_opens(f, "a", "new-secret");
@@ -376,7 +517,16 @@ static void test_failed_write_changes_nothing(void **state) {
   assert_int_equal(put(f, "a", "old", 0), ALN_OK);
   raw_exec(f, "CREATE TRIGGER no_seal BEFORE UPDATE OF ciphertext ON credentials"
               " WHEN NEW.ciphertext IS NOT NULL BEGIN SELECT RAISE(ABORT, 'injected'); END");
-  assert_int_equal(aln_escrow_put(f->esc, &m, "a", (const uint8_t *)"new", 3, (const uint8_t *)"b", 1, 0, 1, NULL),
+  assert_int_equal(aln_escrow_put(f->esc, &m,
+                                  &(struct aln_cred_input){.name = "a",
+                                                           .kind = ALN_CRED_KIND_SECRET,
+                                                           .secret = (const uint8_t *)"new",
+                                                           .secret_len = 3,
+                                                           .binding = (const uint8_t *)"b",
+                                                           .binding_len = 1,
+                                                           .expires_at = 0,
+                                                           .replace = 1},
+                                  NULL),
                    ALN_ERR_STORE);
   assert_null(m.binding);
   assert_int_equal(put(f, "b", "x", 0), ALN_ERR_STORE);
@@ -416,11 +566,31 @@ static void test_write_and_audit_row_are_one_transaction(void **state) {
   size_t b_len = strlen(k_binding_marker);
 
   raw_exec(f, "CREATE TRIGGER no_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'injected'); END");
-  assert_int_equal(aln_escrow_put(f->esc, NULL, "a", (const uint8_t *)"s1", 2, b, b_len, 0, 0, &put_ev), ALN_ERR_STORE);
+  assert_int_equal(aln_escrow_put(f->esc, NULL,
+                                  &(struct aln_cred_input){.name = "a",
+                                                           .kind = ALN_CRED_KIND_SECRET,
+                                                           .secret = (const uint8_t *)"s1",
+                                                           .secret_len = 2,
+                                                           .binding = b,
+                                                           .binding_len = b_len,
+                                                           .expires_at = 0,
+                                                           .replace = 0},
+                                  &put_ev),
+                   ALN_ERR_STORE);
   assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM credentials"), 0);
   raw_exec(f, "DROP TRIGGER no_audit");
 
-  assert_int_equal(aln_escrow_put(f->esc, NULL, "a", (const uint8_t *)"s1", 2, b, b_len, 0, 0, &put_ev), ALN_OK);
+  assert_int_equal(aln_escrow_put(f->esc, NULL,
+                                  &(struct aln_cred_input){.name = "a",
+                                                           .kind = ALN_CRED_KIND_SECRET,
+                                                           .secret = (const uint8_t *)"s1",
+                                                           .secret_len = 2,
+                                                           .binding = b,
+                                                           .binding_len = b_len,
+                                                           .expires_at = 0,
+                                                           .replace = 0},
+                                  &put_ev),
+                   ALN_OK);
   assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM audit WHERE action = 'put' AND credential = 'a'"), 1);
 
   raw_exec(f, "CREATE TRIGGER no_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'injected'); END");
@@ -451,17 +621,27 @@ static void test_bad_names_change_nothing(void **state) {
   assert_int_equal(put(f, "keep", "k", 0), ALN_OK);
   struct aln_cred_meta *before = NULL, *after = NULL;
   size_t nb = 0, na = 0;
-  assert_int_equal(aln_escrow_list(f->esc, &before, &nb), ALN_OK);
+  int more = 0;
+  assert_int_equal(aln_escrow_list(f->esc, NULL, ALN_LIST_PAGE_MAX, &before, &nb, &more), ALN_OK);
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     struct aln_secret s = {0};
     assert_false(aln_cred_name_valid_str(bad[i])); /* the rule itself: tests/unit/proto/names_test.c */
-    assert_int_equal(aln_escrow_put(f->esc, NULL, bad[i], (const uint8_t *)"v", 1, (const uint8_t *)"b", 1, 0, 1, NULL),
+    assert_int_equal(aln_escrow_put(f->esc, NULL,
+                                    &(struct aln_cred_input){.name = bad[i],
+                                                             .kind = ALN_CRED_KIND_SECRET,
+                                                             .secret = (const uint8_t *)"v",
+                                                             .secret_len = 1,
+                                                             .binding = (const uint8_t *)"b",
+                                                             .binding_len = 1,
+                                                             .expires_at = 0,
+                                                             .replace = 1},
+                                    NULL),
                      ALN_ERR_BAD_NAME);
     assert_int_equal(aln_escrow_unseal(f->esc, &s, NULL, bad[i], 0), ALN_ERR_BAD_NAME);
     assert_null(s.p);
     assert_int_equal(aln_escrow_revoke(f->esc, NULL, bad[i], NULL), ALN_ERR_BAD_NAME);
   }
-  assert_int_equal(aln_escrow_list(f->esc, &after, &na), ALN_OK);
+  assert_int_equal(aln_escrow_list(f->esc, NULL, ALN_LIST_PAGE_MAX, &after, &na, &more), ALN_OK);
   assert_lists_equal(before, nb, after, na);
   assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM credentials"), 1);
   aln_escrow_list_free(before, nb);
@@ -476,8 +656,17 @@ static void test_bad_names_change_nothing(void **state) {
 static void test_expiry(void **state) {
   struct fx *f = *state;
   const int64_t t = 1700000000;
-  assert_int_equal(
-      aln_escrow_put(f->esc, NULL, "e", (const uint8_t *)"sec", 3, (const uint8_t *)"b", 1, t + 100, 0, NULL), ALN_OK);
+  assert_int_equal(aln_escrow_put(f->esc, NULL,
+                                  &(struct aln_cred_input){.name = "e",
+                                                           .kind = ALN_CRED_KIND_SECRET,
+                                                           .secret = (const uint8_t *)"sec",
+                                                           .secret_len = 3,
+                                                           .binding = (const uint8_t *)"b",
+                                                           .binding_len = 1,
+                                                           .expires_at = t + 100,
+                                                           .replace = 0},
+                                  NULL),
+                   ALN_OK);
   assert_int_equal(put(f, "forever", "sec", 0), ALN_OK);
   struct aln_secret s = {0};
   assert_int_equal(aln_escrow_unseal(f->esc, &s, NULL, "e", t + 99), ALN_OK);
@@ -587,10 +776,10 @@ static void test_open_refusals(void **state) {
   /* A schema newer than ours is refused rather than misread. */
   aln_escrow_free(f->esc);
   f->esc = NULL;
-  raw_exec(f, "PRAGMA user_version = 3");
+  raw_exec(f, "PRAGMA user_version = 4");
   assert_int_equal(aln_escrow_open(&e, f->db, &f->kek), ALN_ERR_STORE);
   assert_null(e);
-  raw_exec(f, "PRAGMA user_version = 2");
+  raw_exec(f, "PRAGMA user_version = 3");
   reopen(f, &f->kek);
 
   /* A file that is not a database is refused. */
@@ -950,7 +1139,15 @@ static void *worker_run(void *arg) {
     snprintf(secret, sizeof(secret), "secret-%d-%d", w->id, i);
     struct aln_secret s = {0};
     struct aln_audit_event ev = {.time = i, .actor = name, .result = ALN_OK};
-    if (aln_escrow_put(w->esc, NULL, name, (const uint8_t *)secret, strlen(secret), (const uint8_t *)"b", 1, 0, 0,
+    if (aln_escrow_put(w->esc, NULL,
+                       &(struct aln_cred_input){.name = name,
+                                                .kind = ALN_CRED_KIND_SECRET,
+                                                .secret = (const uint8_t *)secret,
+                                                .secret_len = strlen(secret),
+                                                .binding = (const uint8_t *)"b",
+                                                .binding_len = 1,
+                                                .expires_at = 0,
+                                                .replace = 0},
                        NULL) != ALN_OK ||
         aln_escrow_unseal(w->esc, &s, NULL, name, 0) != ALN_OK || s.len != strlen(secret) ||
         memcmp(s.p, secret, s.len) != 0 || aln_escrow_audit_append(w->esc, &ev) != ALN_OK)
