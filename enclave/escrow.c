@@ -190,9 +190,19 @@ static aln_status db_status(int rc) {
     return ALN_OK;
   case SQLITE_NOMEM:
     return ALN_ERR_NOMEM;
+  case SQLITE_FULL: /* the disk (or a quota) is full: the statement or commit changed nothing */
+    return ALN_ERR_DISK_FULL;
   default:
     return ALN_ERR_STORE;
   }
+}
+
+/* step_done runs a statement that returns no rows; its failure keeps SQLite's
+ * reason (a full disk is not a corrupt store). */
+static aln_status step_done(sqlite3_stmt *s) {
+  int rc = sqlite3_step(s);
+  ALN_GUARD(db_status(rc));
+  return rc == SQLITE_DONE ? ALN_OK : ALN_ERR_STORE;
 }
 
 static aln_status db_exec(sqlite3 *db, const char *sql) {
@@ -677,7 +687,7 @@ static aln_status put_locked(struct aln_escrow *esc, struct aln_cred_meta *out_m
     ALN_ENSURE_GOTO(st, in->replace, ALN_ERR_EXISTS, out);
     s = esc->stmt[ESC_RETIRE];
     ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 1, old_id)), out);
-    ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_DONE, ALN_ERR_STORE, out);
+    ALN_GUARD_GOTO(st, step_done(s), out);
     stmt_done(s);
     s = NULL;
   }
@@ -698,7 +708,7 @@ static aln_status put_locked(struct aln_escrow *esc, struct aln_cred_meta *out_m
   ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 4, expires_at)), out);
   ALN_GUARD_GOTO(st, bind_blob(s, 5, binding, binding_len), out);
   ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 6, in->kind)), out);
-  ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_DONE, ALN_ERR_STORE, out);
+  ALN_GUARD_GOTO(st, step_done(s), out);
   stmt_done(s);
   s = NULL;
   ad.id = sqlite3_last_insert_rowid(db);
@@ -708,7 +718,8 @@ static aln_status put_locked(struct aln_escrow *esc, struct aln_cred_meta *out_m
   ALN_GUARD_GOTO(st, bind_blob(s, 1, wk, ESC_WRAPPED_LEN), out);
   ALN_GUARD_GOTO(st, bind_blob(s, 2, ct, ct_len), out);
   ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 3, ad.id)), out);
-  ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_DONE && sqlite3_changes(db) == 1, ALN_ERR_STORE, out);
+  ALN_GUARD_GOTO(st, step_done(s), out);
+  ALN_ENSURE_GOTO(st, sqlite3_changes(db) == 1, ALN_ERR_STORE, out);
   stmt_done(s);
   s = NULL;
   if (audit != NULL)
@@ -844,7 +855,8 @@ static aln_status revoke_locked(struct aln_escrow *esc, struct aln_cred_meta *ou
 
   s = esc->stmt[ESC_REVOKE];
   ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 1, id)), out);
-  ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_DONE && sqlite3_changes(db) == 1, ALN_ERR_STORE, out);
+  ALN_GUARD_GOTO(st, step_done(s), out);
+  ALN_ENSURE_GOTO(st, sqlite3_changes(db) == 1, ALN_ERR_STORE, out);
   stmt_done(s);
   s = NULL;
   if (audit != NULL)
@@ -1036,7 +1048,7 @@ static aln_status audit_insert(struct aln_escrow *esc, const struct aln_audit_ev
   ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 11, r.http_status)), out);
   ALN_GUARD_GOTO(st, bind_blob(s, 12, prev, ESC_HASH_LEN), out);
   ALN_GUARD_GOTO(st, bind_blob(s, 13, hash, ESC_HASH_LEN), out);
-  ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_DONE, ALN_ERR_STORE, out);
+  ALN_GUARD_GOTO(st, step_done(s), out);
   st = ALN_OK;
 out:
   stmt_done(s);
@@ -1125,7 +1137,7 @@ static aln_status host_enroll_locked(struct aln_escrow *esc, const uint8_t spki_
   ALN_GUARD_GOTO(st, bind_blob(s, 1, spki_hash, 32), out);
   ALN_GUARD_GOTO(st, bind_text(s, 2, label, ESC_LABEL_MAX), out);
   ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 3, (sqlite3_int64)time(NULL))), out);
-  ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_DONE, ALN_ERR_STORE, out);
+  ALN_GUARD_GOTO(st, step_done(s), out);
   st = ALN_OK;
 out:
   stmt_done(s);
@@ -1147,7 +1159,7 @@ static aln_status host_remove_locked(struct aln_escrow *esc, const uint8_t spki_
   ALN_GUARD(db_run(esc, ESC_BEGIN_WRITE));
   s = esc->stmt[ESC_HOST_REMOVE];
   ALN_GUARD_GOTO(st, bind_blob(s, 1, spki_hash, 32), out);
-  ALN_ENSURE_GOTO(st, sqlite3_step(s) == SQLITE_DONE, ALN_ERR_STORE, out);
+  ALN_GUARD_GOTO(st, step_done(s), out);
   st = sqlite3_changes(esc->db) > 0 ? ALN_OK : ALN_ERR_NOT_FOUND;
 out:
   stmt_done(s);
