@@ -24,6 +24,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "enclave/escrow_state.h"
+#include "enclave/idset.h"
 #include "proto/cbs.h"
 
 #define ESC_KEY_LEN 32
@@ -42,8 +44,12 @@
 #define ESC_AUDIT_NUM_STR 7
 #define ESC_LABEL_MAX 256
 
-static const char cred_label[] = "aileron-cred-v1";
-static const char dek_label[] = "aileron-dek-v1";
+/* Labels of the associated data. v2 binds the record's kind; v1 records (schema 2
+ * and before) are read only while migrating, to re-seal them under v2. */
+static const char cred_label[] = "aileron-cred-v2";
+static const char dek_label[] = "aileron-dek-v2";
+static const char cred_label_v1[] = "aileron-cred-v1";
+static const char dek_label_v1[] = "aileron-dek-v1";
 
 /* The escrow's statements. Those before ESC_NUM_TXN need no schema, so migrate can
  * use them before the tables exist. */
@@ -68,10 +74,15 @@ enum esc_stmt {
   ESC_AUDIT_ALL,
   ESC_HOST_ENROLL,
   ESC_HOST_REMOVE,
-  ESC_HOST_FIND,
   ESC_HOST_LIST,
-  ESC_EPOCH_BUMP,
+  ESC_META_SET,
   ESC_EPOCH_GET,
+  ESC_META_GET,
+  ESC_DATA_VERSION,
+  ESC_LIVE_ALL,
+  ESC_HOST_ALL,
+  ESC_REWRAP_ONE,
+  ESC_REWRAP,
   ESC_NUM_STMT
 };
 
@@ -83,7 +94,7 @@ static const char *const stmt_sql[ESC_NUM_STMT] = {
     [ESC_BEGIN_READ] = "BEGIN",
     [ESC_COMMIT] = "COMMIT",
     [ESC_ROLLBACK] = "ROLLBACK",
-    [ESC_LIVE_ID] = "SELECT id FROM credentials WHERE name = ?1 AND live = 1",
+    [ESC_LIVE_ID] = "SELECT id, version, kind FROM credentials WHERE name = ?1 AND live = 1",
     [ESC_RETIRE] = "UPDATE credentials SET live = 0, wrapped_key = NULL, ciphertext = NULL WHERE id = ?1",
     [ESC_MAX_VERSION] = "SELECT COALESCE(MAX(version), 0) FROM credentials WHERE name = ?1",
     [ESC_INSERT] = "INSERT INTO credentials(name, version, created_at, expires_at, revoked, live, binding, kind)"
@@ -106,22 +117,56 @@ static const char *const stmt_sql[ESC_NUM_STMT] = {
                       " result, http_status, prev_hash, hash FROM audit ORDER BY seq",
     [ESC_HOST_ENROLL] = "INSERT OR REPLACE INTO hosts(spki_hash, label, enrolled_at) VALUES(?1, ?2, ?3)",
     [ESC_HOST_REMOVE] = "DELETE FROM hosts WHERE spki_hash = ?1",
-    [ESC_HOST_FIND] = "SELECT 1 FROM hosts WHERE spki_hash = ?1",
     [ESC_HOST_LIST] = "SELECT spki_hash, label, enrolled_at FROM hosts ORDER BY enrolled_at, rowid",
-    [ESC_EPOCH_BUMP] = "UPDATE meta SET epoch = epoch + 1, generation = generation + ?1 WHERE id = 1"
-                       " RETURNING epoch, generation",
+    [ESC_META_SET] = "UPDATE meta SET epoch = ?1, generation = ?2, kek_id = ?3, state_mac = ?4 WHERE id = 1",
     [ESC_EPOCH_GET] = "SELECT epoch, generation FROM meta WHERE id = 1",
+    [ESC_META_GET] = "SELECT epoch, generation, kek_id, state_mac FROM meta WHERE id = 1",
+    /* Changes whenever another connection (another process) commits to the file. */
+    [ESC_DATA_VERSION] = "PRAGMA data_version",
+    [ESC_LIVE_ALL] = "SELECT id, version, kind, name FROM credentials WHERE live = 1",
+    [ESC_HOST_ALL] = "SELECT spki_hash FROM hosts",
+    [ESC_REWRAP_ONE] = "SELECT " ESC_META_COLS ", wrapped_key FROM credentials WHERE id = ?1 AND live = 1",
+    [ESC_REWRAP] = "UPDATE credentials SET wrapped_key = ?1 WHERE id = ?2",
+};
+
+/* The authenticated summary of the database: what the state MAC covers. */
+struct esc_state {
+  struct aln_state_summary sum; /* counters and audit head */
+  uint8_t digest[ALN_STATE_LEN];
+};
+
+/* The enrolled hosts, by SPKI hash (few: a linear search is fine). */
+struct esc_hosts {
+  uint8_t (*hash)[32];
+  size_t num;
+  size_t cap;
+};
+
+/* What the open write transaction changes in memory once it commits. */
+struct esc_txn {
+  struct esc_state state; /* the state it will commit */
+  uint64_t live_add;      /* credential row made live, 0 = none */
+  uint64_t live_del;      /* credential row retired, 0 = none */
+  uint8_t host[32];
+  int host_op; /* +1 enrolled, -1 removed, 0 none */
 };
 
 struct aln_escrow {
-  pthread_mutex_t mu; /* serializes every use of |db|, |stmt|, |gcm| and the transactions */
+  pthread_mutex_t mu; /* serializes every use of |db|, |stmt|, |gcm|, the state and the transactions */
   sqlite3 *db;
   sqlite3_stmt *stmt[ESC_NUM_STMT];
   EVP_CIPHER *aes_gcm;
   EVP_CIPHER_CTX *gcm; /* keyed only while one record is sealed or opened */
   struct aln_secret kek;
   struct aln_secret dek;       /* the data key of the record being sealed or opened; wiped after */
-  aln_escrow_commit_hook hook; /* told the new epoch after each write commits; may be NULL */
+  struct aln_state_keys keys;  /* derived from |kek|: the state MAC key and the KEK id */
+  struct esc_state state;      /* as of the last load or commit, authenticated */
+  struct esc_txn txn;          /* the open write transaction's changes */
+  struct aln_idset live;       /* ids of the live credential rows, authenticated */
+  struct esc_hosts hosts;      /* enrolled hosts, authenticated */
+  sqlite3_int64 data_version;  /* of the last load; another value means another process wrote */
+  int tampered;                /* the file failed authentication while open: refuse everything */
+  aln_escrow_commit_hook hook; /* told the new counts after each write commits; may be NULL */
   void *hook_ctx;
   void (*hook_ctx_free)(void *);
 };
@@ -176,6 +221,8 @@ static const char schema_v3[] = "ALTER TABLE credentials ADD COLUMN kind INTEGER
 struct rec_ad {
   int64_t id;
   uint32_t version;
+  uint32_t kind;
+  int legacy; /* a v1 record: labels v1, no kind */
   int64_t expires_at;
   const char *name;
   const uint8_t *binding;
@@ -255,37 +302,6 @@ static aln_status read_counts(struct aln_escrow_counts *out, sqlite3_stmt *s, in
   return ALN_OK;
 }
 
-/* What a write transaction changes, for write_end. */
-enum esc_write {
-  ESC_WRITE_AUDIT,   /* only the audit chain: moves the epoch */
-  ESC_WRITE_CUSTODY, /* which credentials or hosts exist: moves the epoch and the generation */
-};
-
-/* write_end ends a write transaction as db_end does, first bumping the epoch (and,
- * for a custody write, the generation) inside it, so every committed write moves
- * them and a rolled-back one does not. After the commit the hook learns the new
- * counts (see aln_escrow_commit_hook for why its failure is logged, not returned). */
-static aln_status write_end(struct aln_escrow *esc, aln_status st, enum esc_write kind) {
-  struct aln_escrow_counts c = {0};
-  if (st == ALN_OK) {
-    sqlite3_stmt *s = esc->stmt[ESC_EPOCH_BUMP];
-    st = db_status(sqlite3_bind_int64(s, 1, kind == ESC_WRITE_CUSTODY));
-    if (st == ALN_OK)
-      st = read_counts(&c, s, sqlite3_step(s));
-    stmt_done(s);
-  }
-  st = db_end(esc, st);
-  if (st == ALN_OK && esc->hook != NULL) {
-    aln_status hs = esc->hook(esc->hook_ctx, &c);
-    if (hs != ALN_OK)
-      fprintf(stderr,
-              "aileron-enclave: WARNING: escrow epoch %llu (generation %llu) is committed but recording it outside "
-              "the data dir failed: %s (%s); the write stands, the next start repairs the record\n",
-              (unsigned long long)c.epoch, (unsigned long long)c.generation, aln_strerror(hs), aln_status_name(hs));
-  }
-  return st;
-}
-
 static aln_status bind_text(sqlite3_stmt *s, int i, const char *str, size_t max) {
   if (str == NULL)
     return db_status(sqlite3_bind_null(s, i));
@@ -296,6 +312,282 @@ static aln_status bind_blob(sqlite3_stmt *s, int i, const uint8_t *p, size_t len
   if (len > INT_MAX)
     return ALN_ERR_TOO_LARGE;
   return db_status(sqlite3_bind_blob(s, i, p, (int)len, SQLITE_STATIC));
+}
+
+/* What a write transaction changes, for write_end. */
+enum esc_write {
+  ESC_WRITE_AUDIT,   /* only the audit chain: moves the epoch */
+  ESC_WRITE_CUSTODY, /* which credentials or hosts exist: moves the epoch and the generation */
+};
+
+/* ---- the authenticated state (escrow_state.h) ----------------------------------- */
+
+static int hosts_find(const struct esc_hosts *h, const uint8_t hash[32], size_t *at) {
+  for (size_t i = 0; i < h->num; i++) {
+    if (memcmp(h->hash[i], hash, 32) == 0) {
+      if (at != NULL)
+        *at = i;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static aln_status hosts_add(struct esc_hosts *h, const uint8_t hash[32]) {
+  if (h->num == h->cap) {
+    size_t cap = h->cap ? h->cap * 2 : 8;
+    uint8_t(*grown)[32] = reallocarray(h->hash, cap, 32);
+    ALN_ENSURE(grown != NULL, ALN_ERR_NOMEM);
+    h->hash = grown;
+    h->cap = cap;
+  }
+  memcpy(h->hash[h->num++], hash, 32);
+  return ALN_OK;
+}
+
+static void hosts_cleanup(struct esc_hosts *h) {
+  free(h->hash);
+  memset(h, 0, sizeof(*h));
+}
+
+static aln_status read_data_version(struct aln_escrow *esc, sqlite3_int64 *out) {
+  sqlite3_stmt *s = esc->stmt[ESC_DATA_VERSION];
+  int rc = sqlite3_step(s);
+  aln_status st = db_status(rc);
+  if (st == ALN_OK && rc == SQLITE_ROW)
+    *out = sqlite3_column_int64(s, 0);
+  else if (st == ALN_OK)
+    st = ALN_ERR_STORE;
+  stmt_done(s);
+  return st;
+}
+
+/* read_meta_row reads the counters, the KEK id and the stored MAC. Anything but the
+ * exact shapes we write is an edit of the file. */
+static aln_status read_meta_row(struct aln_escrow *esc, struct aln_state_summary *sum, uint8_t kek_id[ALN_KEK_ID_LEN],
+                                uint8_t mac[ALN_STATE_LEN]) {
+  aln_status st = ALN_ERR_INTERNAL;
+  sqlite3_stmt *s = esc->stmt[ESC_META_GET];
+  struct aln_escrow_counts c;
+
+  int rc = sqlite3_step(s);
+  ALN_GUARD_GOTO(st, read_counts(&c, s, rc), out);
+  ALN_ENSURE_GOTO(st, sqlite3_column_type(s, 2) == SQLITE_BLOB && sqlite3_column_bytes(s, 2) == ALN_KEK_ID_LEN,
+                  ALN_ERR_STATE_TAMPERED, out);
+  ALN_ENSURE_GOTO(st, sqlite3_column_type(s, 3) == SQLITE_BLOB && sqlite3_column_bytes(s, 3) == ALN_STATE_LEN,
+                  ALN_ERR_STATE_TAMPERED, out);
+  memcpy(kek_id, sqlite3_column_blob(s, 2), ALN_KEK_ID_LEN);
+  memcpy(mac, sqlite3_column_blob(s, 3), ALN_STATE_LEN);
+  sum->epoch = c.epoch;
+  sum->generation = c.generation;
+  st = ALN_OK;
+out:
+  stmt_done(s);
+  return st == ALN_ERR_TAMPERED ? ALN_ERR_STATE_TAMPERED : st;
+}
+
+/* scan_state recomputes, under |keys|, the set digest of the live credentials and
+ * the enrolled hosts into |ns| (and, if given, their ids and hashes into |live| and
+ * |hosts|), and reads the audit head. Counters are left to the caller. Every value
+ * comes from the file: one we would never have written is an edit. */
+static aln_status scan_state(struct aln_escrow *esc, const struct aln_state_keys *keys, struct esc_state *ns,
+                             struct aln_idset *live, struct esc_hosts *hosts) {
+  aln_status st = ALN_ERR_INTERNAL;
+  sqlite3_stmt *s = NULL;
+  int rc;
+
+  memset(ns->digest, 0, sizeof(ns->digest));
+  s = esc->stmt[ESC_LIVE_ALL];
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    sqlite3_int64 id = sqlite3_column_int64(s, 0), version = sqlite3_column_int64(s, 1),
+                  kind = sqlite3_column_int64(s, 2);
+    const char *name = (const char *)sqlite3_column_text(s, 3);
+    size_t name_len = (size_t)sqlite3_column_bytes(s, 3);
+    ALN_ENSURE_GOTO(st, id > 0 && version >= 1 && version <= UINT32_MAX && kind >= 0 && kind <= UINT32_MAX,
+                    ALN_ERR_STATE_TAMPERED, out);
+    ALN_ENSURE_GOTO(st, name != NULL && name_len <= ALN_NAME_MAX && strlen(name) == name_len, ALN_ERR_STATE_TAMPERED,
+                    out);
+    ALN_GUARD_GOTO(
+        st, aln_state_toggle_cred(keys, ns->digest, (uint64_t)id, (uint32_t)version, (uint32_t)kind, name, name_len),
+        out);
+    if (live != NULL)
+      ALN_GUARD_GOTO(st, aln_idset_add(live, (uint64_t)id), out);
+  }
+  ALN_GUARD_GOTO(st, db_status(rc), out);
+  stmt_done(s);
+
+  s = esc->stmt[ESC_HOST_ALL];
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    const uint8_t *hash = sqlite3_column_blob(s, 0);
+    ALN_ENSURE_GOTO(st, hash != NULL && sqlite3_column_bytes(s, 0) == 32, ALN_ERR_STATE_TAMPERED, out);
+    ALN_GUARD_GOTO(st, aln_state_toggle_host(keys, ns->digest, hash), out);
+    if (hosts != NULL)
+      ALN_GUARD_GOTO(st, hosts_add(hosts, hash), out);
+  }
+  ALN_GUARD_GOTO(st, db_status(rc), out);
+  stmt_done(s);
+
+  s = esc->stmt[ESC_AUDIT_LAST];
+  rc = sqlite3_step(s);
+  ALN_GUARD_GOTO(st, db_status(rc), out);
+  ns->sum.audit_seq = 0;
+  memset(ns->sum.audit_head, 0, ESC_HASH_LEN);
+  if (rc == SQLITE_ROW) {
+    sqlite3_int64 last = sqlite3_column_int64(s, 0);
+    const void *h = sqlite3_column_blob(s, 1);
+    ALN_ENSURE_GOTO(st, h != NULL && sqlite3_column_bytes(s, 1) == ESC_HASH_LEN, ALN_ERR_STATE_TAMPERED, out);
+    ALN_ENSURE_GOTO(st, last >= 1 && last < INT64_MAX, ALN_ERR_STATE_TAMPERED, out);
+    ns->sum.audit_seq = (uint64_t)last;
+    memcpy(ns->sum.audit_head, h, ESC_HASH_LEN);
+  }
+  st = ALN_OK;
+out:
+  stmt_done(s);
+  return st == ALN_ERR_EXISTS ? ALN_ERR_STATE_TAMPERED : st;
+}
+
+/* store_state writes the counters of |ns|, the KEK id of |keys| and the MAC of |ns|
+ * under |keys| into the meta row, inside the caller's write transaction. */
+static aln_status store_state(struct aln_escrow *esc, const struct aln_state_keys *keys, const struct esc_state *ns) {
+  uint8_t mac[ALN_STATE_LEN];
+  aln_status st = ALN_ERR_INTERNAL;
+  sqlite3_stmt *s = esc->stmt[ESC_META_SET];
+
+  ALN_ENSURE(ns->sum.epoch <= INT64_MAX && ns->sum.generation <= INT64_MAX, ALN_ERR_STORE);
+  ALN_GUARD(aln_state_mac(keys, mac, ns->digest, &ns->sum));
+  ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 1, (sqlite3_int64)ns->sum.epoch)), out);
+  ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 2, (sqlite3_int64)ns->sum.generation)), out);
+  ALN_GUARD_GOTO(st, bind_blob(s, 3, keys->kek_id, ALN_KEK_ID_LEN), out);
+  ALN_GUARD_GOTO(st, bind_blob(s, 4, mac, ALN_STATE_LEN), out);
+  ALN_GUARD_GOTO(st, step_done(s), out);
+  ALN_ENSURE_GOTO(st, sqlite3_changes(esc->db) == 1, ALN_ERR_STATE_TAMPERED, out); /* the meta row is gone */
+  st = ALN_OK;
+out:
+  stmt_done(s);
+  return st;
+}
+
+/* load_state reads and authenticates the whole state of the file (inside the
+ * caller's transaction) and, only if it verifies, makes it the escrow's. */
+static aln_status load_state(struct aln_escrow *esc) {
+  aln_status st = ALN_ERR_INTERNAL;
+  struct esc_state ns = {0};
+  struct aln_idset live = {0};
+  struct esc_hosts hosts = {0};
+  uint8_t kek_id[ALN_KEK_ID_LEN], mac[ALN_STATE_LEN], want[ALN_STATE_LEN];
+  sqlite3_int64 dv = 0;
+
+  ALN_GUARD_GOTO(st, read_data_version(esc, &dv), out);
+  ALN_GUARD_GOTO(st, read_meta_row(esc, &ns.sum, kek_id, mac), out);
+  /* Checked first, so a wrong KEK is named as such rather than as an edit. */
+  ALN_ENSURE_GOTO(st, CRYPTO_memcmp(kek_id, esc->keys.kek_id, ALN_KEK_ID_LEN) == 0, ALN_ERR_KEK_MISMATCH, out);
+  ALN_GUARD_GOTO(st, scan_state(esc, &esc->keys, &ns, &live, &hosts), out);
+  ALN_GUARD_GOTO(st, aln_state_mac(&esc->keys, want, ns.digest, &ns.sum), out);
+  ALN_ENSURE_GOTO(st, CRYPTO_memcmp(want, mac, ALN_STATE_LEN) == 0, ALN_ERR_STATE_TAMPERED, out);
+
+  esc->state = ns;
+  aln_idset_cleanup(&esc->live);
+  esc->live = live;
+  memset(&live, 0, sizeof(live));
+  hosts_cleanup(&esc->hosts);
+  esc->hosts = hosts;
+  memset(&hosts, 0, sizeof(hosts));
+  esc->data_version = dv;
+  st = ALN_OK;
+out:
+  aln_idset_cleanup(&live);
+  hosts_cleanup(&hosts);
+  return st;
+}
+
+/* sync_state reloads the state if another process committed since the last load
+ * (the enclave's own CLI enrolling a host, say) and authenticates it again. A file
+ * that no longer verifies was edited under the running enclave: from then on the
+ * escrow refuses everything until an operator looks. */
+static aln_status sync_state(struct aln_escrow *esc) {
+  sqlite3_int64 dv = 0;
+  ALN_ENSURE(!esc->tampered, ALN_ERR_STATE_TAMPERED);
+  ALN_GUARD(read_data_version(esc, &dv));
+  if (dv == esc->data_version)
+    return ALN_OK;
+  aln_status st = load_state(esc);
+  if (st == ALN_ERR_STATE_TAMPERED || st == ALN_ERR_KEK_MISMATCH) {
+    esc->tampered = 1;
+    fprintf(stderr,
+            "aileron-enclave: ERROR: the escrow database was changed outside this enclave and no longer "
+            "authenticates (%s); refusing every operation until restart\n",
+            aln_status_name(st));
+  }
+  return st;
+}
+
+/* read_sync runs sync_state in a read transaction of its own. */
+static aln_status read_sync(struct aln_escrow *esc) {
+  ALN_GUARD(db_run(esc, ESC_BEGIN_READ));
+  return db_end(esc, sync_state(esc));
+}
+
+/* write_begin opens a write transaction on the current, authenticated state. */
+static aln_status write_begin(struct aln_escrow *esc) {
+  ALN_ENSURE(!esc->tampered, ALN_ERR_STATE_TAMPERED);
+  ALN_GUARD(db_run(esc, ESC_BEGIN_WRITE));
+  aln_status st = sync_state(esc);
+  if (st != ALN_OK)
+    return db_end(esc, st);
+  memset(&esc->txn, 0, sizeof(esc->txn));
+  esc->txn.state = esc->state;
+  return ALN_OK;
+}
+
+/* commit_apply makes the committed transaction's changes the escrow's. If memory
+ * runs out here the write still stands; forgetting the data version makes the next
+ * operation reload everything from the file. */
+static void commit_apply(struct aln_escrow *esc) {
+  struct esc_txn *t = &esc->txn;
+  size_t at = 0;
+  esc->state = t->state;
+  if (t->live_del != 0 && aln_idset_remove(&esc->live, t->live_del) != ALN_OK)
+    esc->data_version = -1;
+  if (t->live_add != 0 && aln_idset_add(&esc->live, t->live_add) != ALN_OK)
+    esc->data_version = -1;
+  if (t->host_op > 0 && hosts_add(&esc->hosts, t->host) != ALN_OK)
+    esc->data_version = -1;
+  if (t->host_op < 0 && hosts_find(&esc->hosts, t->host, &at))
+    memmove(esc->hosts.hash[at], esc->hosts.hash[at + 1], (esc->hosts.num-- - at - 1) * 32);
+}
+
+/* write_commit ends a write transaction as db_end does, first moving the counters
+ * (the generation only for a custody write) and storing the new state MAC under
+ * |keys| inside it, so every committed write moves them and a rolled-back one does
+ * not. After the commit the hook learns the new counts (see aln_escrow_commit_hook
+ * for why its failure is logged, not returned). */
+static aln_status write_commit(struct aln_escrow *esc, aln_status st, enum esc_write kind,
+                               const struct aln_state_keys *keys) {
+  struct aln_state_summary *sum = &esc->txn.state.sum;
+  if (st == ALN_OK) {
+    sum->epoch++;
+    if (kind == ESC_WRITE_CUSTODY)
+      sum->generation++;
+    st = store_state(esc, keys, &esc->txn.state);
+  }
+  st = db_end(esc, st);
+  if (st != ALN_OK)
+    return st;
+  commit_apply(esc);
+  if (esc->hook != NULL) {
+    struct aln_escrow_counts c = {.epoch = sum->epoch, .generation = sum->generation};
+    aln_status hs = esc->hook(esc->hook_ctx, &c);
+    if (hs != ALN_OK)
+      fprintf(stderr,
+              "aileron-enclave: WARNING: escrow epoch %llu (generation %llu) is committed but recording it outside "
+              "the data dir failed: %s (%s); the write stands, the next start repairs the record\n",
+              (unsigned long long)c.epoch, (unsigned long long)c.generation, aln_strerror(hs), aln_status_name(hs));
+  }
+  return st;
+}
+
+static aln_status write_end(struct aln_escrow *esc, aln_status st, enum esc_write kind) {
+  return write_commit(esc, st, kind, &esc->keys);
 }
 
 void aln_cred_meta_cleanup(struct aln_cred_meta *m) {
@@ -345,14 +637,16 @@ static aln_status read_meta(struct aln_cred_meta *m, sqlite3_stmt *s, int col) {
   return ALN_OK;
 }
 
-/* The associated data of a record is |label| || u64 id || u32 version || i64
- * expires_at || u32-prefixed name || u32-prefixed binding. expires_at is bound too,
- * so editing the file cannot extend a credential's life. It is fed to GCM in two
+/* The associated data of a record is |label| || u64 id || u32 version || u32 kind
+ * || i64 expires_at || u32-prefixed name || u32-prefixed binding (v1 records, from
+ * before the kind, lack it). expires_at is bound too, so editing the file cannot
+ * extend a credential's life; the kind, so a record cannot be read as another
+ * kind. It is fed to GCM in two
  * pieces, everything before the binding's bytes (bounded: labels and names are
  * short) and then the binding itself, which authenticates exactly the same bytes as
  * one contiguous buffer would, without copying up to ALN_BINDING_MAX bytes. */
 #define ESC_AD_LABEL_MAX 16
-#define ESC_AD_HEAD_MAX (ESC_AD_LABEL_MAX + 8 + 4 + 8 + 4 + ALN_NAME_MAX + 4)
+#define ESC_AD_HEAD_MAX (ESC_AD_LABEL_MAX + 8 + 4 + 4 + 8 + 4 + ALN_NAME_MAX + 4)
 
 struct ad_head {
   uint8_t buf[ESC_AD_HEAD_MAX];
@@ -377,6 +671,8 @@ static aln_status build_ad_head(struct ad_head *h, const char *label, const stru
   h->len = label_len;
   head_put_be(h, (uint64_t)ad->id, 8);
   head_put_be(h, ad->version, 4);
+  if (!ad->legacy)
+    head_put_be(h, ad->kind, 4);
   head_put_be(h, (uint64_t)ad->expires_at, 8);
   head_put_be(h, name_len, 4);
   memcpy(h->buf + h->len, ad->name, name_len);
@@ -471,6 +767,7 @@ static aln_status seal_record(struct aln_escrow *esc, uint8_t **ct_out, size_t *
   wk = malloc(ESC_WRAPPED_LEN);
   ALN_ENSURE_GOTO(st, ct != NULL && wk != NULL, ALN_ERR_NOMEM, out);
 
+  ALN_ENSURE_GOTO(st, !ad->legacy, ALN_ERR_INTERNAL, out); /* only ever read */
   ALN_GUARD_GOTO(st, gcm_seal(esc, ct, dek, secret, secret_len, cred_label, ad), out);
   ALN_GUARD_GOTO(st, gcm_seal(esc, wk, esc->kek.p, dek, ESC_KEY_LEN, dek_label, ad), out);
 
@@ -498,9 +795,9 @@ static aln_status open_record(struct aln_escrow *esc, struct aln_secret *out, co
   ALN_ENSURE(wk != NULL && wk_len == ESC_WRAPPED_LEN, ALN_ERR_TAMPERED);
   ALN_ENSURE(ct != NULL && ct_len > ESC_OVERHEAD && ct_len <= ALN_SECRET_MAX + ESC_OVERHEAD, ALN_ERR_TAMPERED);
 
-  ALN_GUARD_GOTO(st, gcm_open(esc, dek, esc->kek.p, wk, wk_len, dek_label, ad), out);
+  ALN_GUARD_GOTO(st, gcm_open(esc, dek, esc->kek.p, wk, wk_len, ad->legacy ? dek_label_v1 : dek_label, ad), out);
   ALN_GUARD_GOTO(st, aln_secret_new(&pt, ct_len - ESC_OVERHEAD), out);
-  ALN_GUARD_GOTO(st, gcm_open(esc, pt.p, dek, ct, ct_len, cred_label, ad), out);
+  ALN_GUARD_GOTO(st, gcm_open(esc, pt.p, dek, ct, ct_len, ad->legacy ? cred_label_v1 : cred_label, ad), out);
 
   *out = pt;
   memset(&pt, 0, sizeof(pt));
@@ -519,7 +816,98 @@ static void wipe_checkpoint(sqlite3 *db) {
   (void)sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 }
 
-static aln_status migrate(struct aln_escrow *esc) {
+static aln_status prepare_stmts(struct aln_escrow *esc, int first, int end);
+
+/* reseal_legacy re-seals every live v1 record (associated data without the kind)
+ * under v2, each under a fresh data key. A record that does not open as v1 stops
+ * the migration: it was edited, and re-sealing it would launder the edit. */
+static aln_status reseal_legacy(struct aln_escrow *esc) {
+  aln_status st = ALN_ERR_INTERNAL;
+  sqlite3_stmt *ids = NULL, *s = NULL;
+  struct aln_cred_meta meta = {0};
+  struct aln_secret pt = {0};
+  uint8_t *ct = NULL, *wk = NULL;
+  size_t ct_len = 0;
+  int rc;
+
+  /* The rows to re-seal, read whole before any is written. */
+  ALN_GUARD_GOTO(st,
+                 db_prepare(esc->db, &ids,
+                            "SELECT id, " ESC_META_COLS ", wrapped_key, ciphertext FROM credentials WHERE live = 1"),
+                 out);
+  while ((rc = sqlite3_step(ids)) == SQLITE_ROW) {
+    ALN_GUARD_GOTO(st, read_meta(&meta, ids, 1), out);
+    struct rec_ad ad = {.id = sqlite3_column_int64(ids, 0),
+                        .version = meta.version,
+                        .kind = meta.kind,
+                        .legacy = 1,
+                        .expires_at = meta.expires_at,
+                        .name = meta.name,
+                        .binding = meta.binding,
+                        .binding_len = meta.binding_len};
+    ALN_GUARD_GOTO(st,
+                   open_record(esc, &pt, &ad, sqlite3_column_blob(ids, 8), (size_t)sqlite3_column_bytes(ids, 8),
+                               sqlite3_column_blob(ids, 9), (size_t)sqlite3_column_bytes(ids, 9)),
+                   out);
+    ad.legacy = 0;
+    ALN_GUARD_GOTO(st, seal_record(esc, &ct, &ct_len, &wk, &ad, pt.p, pt.len), out);
+    aln_secret_free(&pt);
+    s = esc->stmt[ESC_STORE_SEALED];
+    ALN_GUARD_GOTO(st, bind_blob(s, 1, wk, ESC_WRAPPED_LEN), out);
+    ALN_GUARD_GOTO(st, bind_blob(s, 2, ct, ct_len), out);
+    ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 3, ad.id)), out);
+    ALN_GUARD_GOTO(st, step_done(s), out);
+    stmt_done(s);
+    s = NULL;
+    OPENSSL_cleanse(ct, ct_len);
+    free(ct);
+    free(wk);
+    ct = wk = NULL;
+    aln_cred_meta_cleanup(&meta);
+  }
+  ALN_GUARD_GOTO(st, db_status(rc), out);
+  st = ALN_OK;
+out:
+  stmt_done(s);
+  sqlite3_finalize(ids);
+  aln_secret_free(&pt);
+  if (ct != NULL)
+    OPENSSL_cleanse(ct, ct_len);
+  free(ct);
+  free(wk);
+  aln_cred_meta_cleanup(&meta);
+  return st;
+}
+
+/* adopt starts authenticating a database that predates the state MAC (or was just
+ * created): its records are re-sealed under v2 and its state is MACed as it stands.
+ * It runs only inside the schema upgrade to version 3, in the same transaction, so
+ * clearing the MAC of a current file cannot make the enclave adopt an edited one. */
+static aln_status adopt_state(struct aln_escrow *esc);
+
+static aln_status adopt(struct aln_escrow *esc) {
+  ALN_GUARD(reseal_legacy(esc));
+  return adopt_state(esc);
+}
+
+/* adopt_state MACs the state of the file as it stands, under the escrow's KEK. */
+static aln_status adopt_state(struct aln_escrow *esc) {
+  struct esc_state ns = {0};
+  sqlite3_stmt *s = esc->stmt[ESC_EPOCH_GET];
+  struct aln_escrow_counts c;
+  aln_status st = read_counts(&c, s, sqlite3_step(s));
+  stmt_done(s);
+  ALN_GUARD(st);
+  ns.sum.epoch = c.epoch;
+  ns.sum.generation = c.generation;
+  ALN_GUARD(scan_state(esc, &esc->keys, &ns, NULL, NULL));
+  return store_state(esc, &esc->keys, &ns);
+}
+
+/* open_txn brings the schema up to date, prepares the statements and loads and
+ * authenticates the state, all in one write transaction: a crash part way leaves
+ * the file as it was. */
+static aln_status open_txn(struct aln_escrow *esc, unsigned flags) {
   aln_status st = ALN_ERR_INTERNAL;
   sqlite3 *db = esc->db;
   sqlite3_stmt *s = NULL;
@@ -530,6 +918,7 @@ static aln_status migrate(struct aln_escrow *esc) {
   sqlite3_int64 version = sqlite3_column_int64(s, 0);
   sqlite3_finalize(s);
   s = NULL;
+  int upgrade = version < 3;
   if (version == 0) {
     ALN_GUARD_GOTO(st, db_exec(db, schema_v1), out);
     version = 1;
@@ -543,6 +932,17 @@ static aln_status migrate(struct aln_escrow *esc) {
     version = 3;
   }
   ALN_ENSURE_GOTO(st, version == ESC_SCHEMA_VERSION, ALN_ERR_STORE, out); /* newer or foreign file */
+  ALN_GUARD_GOTO(st, prepare_stmts(esc, ESC_NUM_TXN, ESC_NUM_STMT), out);
+  if (upgrade)
+    ALN_GUARD_GOTO(st, adopt(esc), out);
+  st = load_state(esc);
+  if (st == ALN_ERR_STATE_TAMPERED && (flags & ALN_ESCROW_ACCEPT_STATE)) {
+    fprintf(stderr, "aileron-enclave: WARNING: the escrow's state failed authentication; the operator vouches for "
+                    "the file as it is (ALN_ESCROW_ACCEPT_STATE): authenticating its current state from now on\n");
+    ALN_GUARD_GOTO(st, adopt_state(esc), out);
+    st = load_state(esc);
+  }
+  ALN_GUARD_GOTO(st, st, out);
   st = ALN_OK;
 out:
   sqlite3_finalize(s);
@@ -597,7 +997,7 @@ static aln_status prepare_stmts(struct aln_escrow *esc, int first, int end) {
   return ALN_OK;
 }
 
-aln_status aln_escrow_open(struct aln_escrow **out, const char *path, const struct aln_secret *kek) {
+aln_status aln_escrow_open(struct aln_escrow **out, const char *path, const struct aln_secret *kek, unsigned flags) {
   aln_status st = ALN_ERR_INTERNAL;
   struct aln_escrow *esc = NULL;
 
@@ -624,14 +1024,14 @@ aln_status aln_escrow_open(struct aln_escrow **out, const char *path, const stru
   ALN_GUARD_GOTO(st, tighten_sidecar(path, "-wal"), out);
   ALN_GUARD_GOTO(st, tighten_sidecar(path, "-shm"), out);
   ALN_GUARD_GOTO(st, configure(esc->db), out);
-  ALN_GUARD_GOTO(st, prepare_stmts(esc, 0, ESC_NUM_TXN), out);
-  ALN_GUARD_GOTO(st, migrate(esc), out);
-  ALN_GUARD_GOTO(st, prepare_stmts(esc, ESC_NUM_TXN, ESC_NUM_STMT), out);
   esc->aes_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
   esc->gcm = EVP_CIPHER_CTX_new();
   ALN_ENSURE_GOTO(st, esc->aes_gcm != NULL && esc->gcm != NULL, ALN_ERR_CRYPTO, out);
   ALN_GUARD_GOTO(st, aln_secret_from(&esc->kek, kek->p, kek->len), out);
   ALN_GUARD_GOTO(st, aln_secret_new(&esc->dek, ESC_KEY_LEN), out);
+  ALN_GUARD_GOTO(st, aln_state_keys_derive(&esc->keys, kek), out);
+  ALN_GUARD_GOTO(st, prepare_stmts(esc, 0, ESC_NUM_TXN), out);
+  ALN_GUARD_GOTO(st, open_txn(esc, flags), out);
 
   *out = esc;
   esc = NULL;
@@ -651,6 +1051,9 @@ void aln_escrow_free(struct aln_escrow *esc) {
   EVP_CIPHER_free(esc->aes_gcm);
   aln_secret_free(&esc->kek);
   aln_secret_free(&esc->dek);
+  aln_state_keys_cleanup(&esc->keys);
+  aln_idset_cleanup(&esc->live);
+  hosts_cleanup(&esc->hosts);
   if (esc->hook_ctx_free != NULL)
     esc->hook_ctx_free(esc->hook_ctx);
   pthread_mutex_destroy(&esc->mu);
@@ -671,20 +1074,33 @@ static aln_status put_locked(struct aln_escrow *esc, struct aln_cred_meta *out_m
   uint8_t *ct = NULL, *wk = NULL;
   size_t ct_len = 0;
   struct aln_cred_meta meta = {0};
-  struct rec_ad ad = {.name = name, .binding = binding, .binding_len = binding_len, .expires_at = expires_at};
+  struct rec_ad ad = {
+      .name = name, .kind = in->kind, .binding = binding, .binding_len = binding_len, .expires_at = expires_at};
   int64_t now = (int64_t)time(NULL);
+  size_t name_len = strlen(name);
+  struct esc_txn *t = &esc->txn;
 
-  ALN_GUARD(db_run(esc, ESC_BEGIN_WRITE));
+  ALN_GUARD(write_begin(esc));
 
   s = esc->stmt[ESC_LIVE_ID];
   ALN_GUARD_GOTO(st, bind_text(s, 1, name, ALN_NAME_MAX), out);
   int rc = sqlite3_step(s);
   ALN_GUARD_GOTO(st, db_status(rc), out);
-  sqlite3_int64 old_id = sqlite3_column_int64(s, 0);
+  sqlite3_int64 old_id = sqlite3_column_int64(s, 0), old_version = sqlite3_column_int64(s, 1),
+                old_kind = sqlite3_column_int64(s, 2);
   stmt_done(s);
   s = NULL;
   if (rc == SQLITE_ROW) {
     ALN_ENSURE_GOTO(st, in->replace, ALN_ERR_EXISTS, out);
+    /* The old version leaves the authenticated set, so it must have been in it. */
+    ALN_ENSURE_GOTO(st, aln_idset_contains(&esc->live, (uint64_t)old_id), ALN_ERR_STATE_TAMPERED, out);
+    ALN_ENSURE_GOTO(st, old_version >= 1 && old_version <= UINT32_MAX && old_kind >= 0 && old_kind <= UINT32_MAX,
+                    ALN_ERR_STATE_TAMPERED, out);
+    ALN_GUARD_GOTO(st,
+                   aln_state_toggle_cred(&esc->keys, t->state.digest, (uint64_t)old_id, (uint32_t)old_version,
+                                         (uint32_t)old_kind, name, name_len),
+                   out);
+    t->live_del = (uint64_t)old_id;
     s = esc->stmt[ESC_RETIRE];
     ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 1, old_id)), out);
     ALN_GUARD_GOTO(st, step_done(s), out);
@@ -712,6 +1128,10 @@ static aln_status put_locked(struct aln_escrow *esc, struct aln_cred_meta *out_m
   stmt_done(s);
   s = NULL;
   ad.id = sqlite3_last_insert_rowid(db);
+  ALN_GUARD_GOTO(
+      st, aln_state_toggle_cred(&esc->keys, t->state.digest, (uint64_t)ad.id, ad.version, ad.kind, name, name_len),
+      out);
+  t->live_add = (uint64_t)ad.id;
 
   ALN_GUARD_GOTO(st, seal_record(esc, &ct, &ct_len, &wk, &ad, in->secret, in->secret_len), out);
   s = esc->stmt[ESC_STORE_SEALED];
@@ -841,7 +1261,7 @@ static aln_status revoke_locked(struct aln_escrow *esc, struct aln_cred_meta *ou
   sqlite3_stmt *s = NULL;
   struct aln_cred_meta meta = {0};
 
-  ALN_GUARD(db_run(esc, ESC_BEGIN_WRITE));
+  ALN_GUARD(write_begin(esc));
   s = esc->stmt[ESC_REVOKE_FIND];
   ALN_GUARD_GOTO(st, bind_text(s, 1, name, ALN_NAME_MAX), out);
   int rc = sqlite3_step(s);
@@ -850,6 +1270,12 @@ static aln_status revoke_locked(struct aln_escrow *esc, struct aln_cred_meta *ou
   sqlite3_int64 id = sqlite3_column_int64(s, 0);
   ALN_GUARD_GOTO(st, read_meta(&meta, s, 1), out);
   meta.revoked = 1;
+  ALN_ENSURE_GOTO(st, aln_idset_contains(&esc->live, (uint64_t)id), ALN_ERR_STATE_TAMPERED, out);
+  ALN_GUARD_GOTO(st,
+                 aln_state_toggle_cred(&esc->keys, esc->txn.state.digest, (uint64_t)id, meta.version, meta.kind,
+                                       meta.name, strlen(meta.name)),
+                 out);
+  esc->txn.live_del = (uint64_t)id;
   stmt_done(s);
   s = NULL;
 
@@ -901,8 +1327,8 @@ out:
   return st;
 }
 
-static aln_status unseal_locked(struct aln_escrow *esc, struct aln_secret *out_secret, struct aln_cred_meta *out_meta,
-                                const char *name, int64_t now) {
+static aln_status unseal_once(struct aln_escrow *esc, struct aln_secret *out_secret, struct aln_cred_meta *out_meta,
+                              const char *name, int64_t now, int *miss) {
   aln_status st = ALN_ERR_INTERNAL;
   sqlite3_stmt *s = esc->stmt[ESC_UNSEAL];
   struct aln_cred_meta meta = {0};
@@ -916,6 +1342,14 @@ static aln_status unseal_locked(struct aln_escrow *esc, struct aln_secret *out_s
     st = absent_status(esc, name);
     goto out;
   }
+  /* A live row the authenticated state does not know is one made live behind the
+   * enclave's back (or by another process since the last load: the caller reloads
+   * and asks again). Checked before anything is decrypted. */
+  if (!aln_idset_contains(&esc->live, (uint64_t)sqlite3_column_int64(s, 0))) {
+    *miss = 1;
+    st = ALN_ERR_STATE_TAMPERED;
+    goto out;
+  }
   ALN_GUARD_GOTO(st, read_meta(&meta, s, 1), out);
   /* The row is found by name, so a name edited in the file is caught by the AAD. */
   ALN_ENSURE_GOTO(st, strcmp(meta.name, name) == 0, ALN_ERR_TAMPERED, out);
@@ -925,6 +1359,7 @@ static aln_status unseal_locked(struct aln_escrow *esc, struct aln_secret *out_s
 
   struct rec_ad ad = {.id = sqlite3_column_int64(s, 0),
                       .version = meta.version,
+                      .kind = meta.kind,
                       .expires_at = meta.expires_at,
                       .name = meta.name,
                       .binding = meta.binding,
@@ -943,6 +1378,28 @@ static aln_status unseal_locked(struct aln_escrow *esc, struct aln_secret *out_s
 out:
   stmt_done(s);
   aln_cred_meta_cleanup(&meta);
+  return st;
+}
+
+static aln_status unseal_locked(struct aln_escrow *esc, struct aln_secret *out_secret, struct aln_cred_meta *out_meta,
+                                const char *name, int64_t now) {
+  int miss = 0;
+  /* No reload before each read (it would cost about a third of the get rate): a
+   * row outside the authenticated set is caught by the miss below, and an edit of
+   * a row inside it by the record's own associated data. The next write, or the
+   * next start, authenticates the whole state again. */
+  ALN_ENSURE(!esc->tampered, ALN_ERR_STATE_TAMPERED);
+  aln_status st = unseal_once(esc, out_secret, out_meta, name, now, &miss);
+  if (!miss)
+    return st;
+  ALN_GUARD(read_sync(esc));
+  miss = 0;
+  st = unseal_once(esc, out_secret, out_meta, name, now, &miss);
+  if (miss) {
+    esc->tampered = 1;
+    fprintf(stderr, "aileron-enclave: ERROR: a credential row of the escrow database was made live outside this "
+                    "enclave; refusing every operation until restart\n");
+  }
   return st;
 }
 
@@ -1023,20 +1480,12 @@ static aln_status audit_insert(struct aln_escrow *esc, const struct aln_audit_ev
     r.str_len[i] = strs[i] != NULL ? strnlen(strs[i], audit_field_max(i)) : 0;
   }
 
-  s = esc->stmt[ESC_AUDIT_LAST];
-  int rc = sqlite3_step(s);
-  ALN_GUARD_GOTO(st, db_status(rc), out);
-  r.seq = 1;
-  if (rc == SQLITE_ROW) {
-    sqlite3_int64 last = sqlite3_column_int64(s, 0);
-    const void *h = sqlite3_column_blob(s, 1);
-    ALN_ENSURE_GOTO(st, h != NULL && sqlite3_column_bytes(s, 1) == ESC_HASH_LEN, ALN_ERR_TAMPERED, out);
-    ALN_ENSURE_GOTO(st, last >= 1 && last < INT64_MAX, ALN_ERR_TAMPERED, out);
-    memcpy(prev, h, ESC_HASH_LEN);
-    r.seq = (uint64_t)last + 1;
-  }
-  stmt_done(s);
-  s = NULL;
+  /* The chain continues from the authenticated head, not from whatever row is last
+   * in the file. */
+  struct aln_state_summary *sum = &esc->txn.state.sum;
+  ALN_ENSURE(sum->audit_seq < INT64_MAX, ALN_ERR_STORE);
+  memcpy(prev, sum->audit_head, ESC_HASH_LEN);
+  r.seq = sum->audit_seq + 1;
 
   ALN_GUARD_GOTO(st, audit_hash(hash, prev, &r), out);
   s = esc->stmt[ESC_AUDIT_INSERT];
@@ -1049,6 +1498,8 @@ static aln_status audit_insert(struct aln_escrow *esc, const struct aln_audit_ev
   ALN_GUARD_GOTO(st, bind_blob(s, 12, prev, ESC_HASH_LEN), out);
   ALN_GUARD_GOTO(st, bind_blob(s, 13, hash, ESC_HASH_LEN), out);
   ALN_GUARD_GOTO(st, step_done(s), out);
+  sum->audit_seq = r.seq;
+  memcpy(sum->audit_head, hash, ESC_HASH_LEN);
   st = ALN_OK;
 out:
   stmt_done(s);
@@ -1056,7 +1507,7 @@ out:
 }
 
 static aln_status audit_append_locked(struct aln_escrow *esc, const struct aln_audit_event *ev) {
-  ALN_GUARD(db_run(esc, ESC_BEGIN_WRITE));
+  ALN_GUARD(write_begin(esc));
   return write_end(esc, audit_insert(esc, ev), ESC_WRITE_AUDIT);
 }
 
@@ -1132,7 +1583,13 @@ static aln_status host_enroll_locked(struct aln_escrow *esc, const uint8_t spki_
   aln_status st = ALN_ERR_INTERNAL;
   sqlite3_stmt *s = NULL;
 
-  ALN_GUARD(db_run(esc, ESC_BEGIN_WRITE));
+  ALN_GUARD(write_begin(esc));
+  /* Enrolling again only relabels: the host is already in the set. */
+  if (!hosts_find(&esc->hosts, spki_hash, NULL)) {
+    ALN_GUARD_GOTO(st, aln_state_toggle_host(&esc->keys, esc->txn.state.digest, spki_hash), out);
+    memcpy(esc->txn.host, spki_hash, 32);
+    esc->txn.host_op = 1;
+  }
   s = esc->stmt[ESC_HOST_ENROLL];
   ALN_GUARD_GOTO(st, bind_blob(s, 1, spki_hash, 32), out);
   ALN_GUARD_GOTO(st, bind_text(s, 2, label, ESC_LABEL_MAX), out);
@@ -1156,11 +1613,17 @@ static aln_status host_remove_locked(struct aln_escrow *esc, const uint8_t spki_
   aln_status st = ALN_ERR_INTERNAL;
   sqlite3_stmt *s = NULL;
 
-  ALN_GUARD(db_run(esc, ESC_BEGIN_WRITE));
+  ALN_GUARD(write_begin(esc));
+  ALN_ENSURE_GOTO(st, hosts_find(&esc->hosts, spki_hash, NULL), ALN_ERR_NOT_FOUND, out);
+  ALN_GUARD_GOTO(st, aln_state_toggle_host(&esc->keys, esc->txn.state.digest, spki_hash), out);
+  memcpy(esc->txn.host, spki_hash, 32);
+  esc->txn.host_op = -1;
   s = esc->stmt[ESC_HOST_REMOVE];
   ALN_GUARD_GOTO(st, bind_blob(s, 1, spki_hash, 32), out);
   ALN_GUARD_GOTO(st, step_done(s), out);
-  st = sqlite3_changes(esc->db) > 0 ? ALN_OK : ALN_ERR_NOT_FOUND;
+  /* In the authenticated set but not in the file: the row was deleted behind us. */
+  ALN_ENSURE_GOTO(st, sqlite3_changes(esc->db) == 1, ALN_ERR_STATE_TAMPERED, out);
+  st = ALN_OK;
 out:
   stmt_done(s);
   return write_end(esc, st, ESC_WRITE_CUSTODY);
@@ -1174,19 +1637,13 @@ aln_status aln_escrow_host_remove(struct aln_escrow *esc, const uint8_t spki_has
   return st;
 }
 
+/* host_is_enrolled_locked answers from the authenticated set, first catching up
+ * with any enroll or remove another process (the operator's CLI) committed: a
+ * removed host must lose access at its next connection, not at the next restart. */
 static aln_status host_is_enrolled_locked(struct aln_escrow *esc, int *out, const uint8_t spki_hash[32]) {
-  aln_status st = ALN_ERR_INTERNAL;
-  sqlite3_stmt *s = NULL;
-
-  s = esc->stmt[ESC_HOST_FIND];
-  ALN_GUARD_GOTO(st, bind_blob(s, 1, spki_hash, 32), out);
-  int rc = sqlite3_step(s);
-  ALN_GUARD_GOTO(st, db_status(rc), out);
-  *out = rc == SQLITE_ROW;
-  st = ALN_OK;
-out:
-  stmt_done(s);
-  return st;
+  ALN_GUARD(read_sync(esc));
+  *out = hosts_find(&esc->hosts, spki_hash, NULL);
+  return ALN_OK;
 }
 
 static aln_status host_list_locked(struct aln_escrow *esc, struct aln_host_entry **out, size_t *num_out) {
@@ -1250,9 +1707,12 @@ aln_status aln_escrow_counts(struct aln_escrow *esc, struct aln_escrow_counts *o
   memset(out, 0, sizeof(*out));
   ALN_ENSURE(esc != NULL, ALN_ERR_USAGE);
   pthread_mutex_lock(&esc->mu);
-  sqlite3_stmt *s = esc->stmt[ESC_EPOCH_GET];
-  aln_status st = read_counts(out, s, sqlite3_step(s));
-  stmt_done(s);
+  /* The authenticated counts, brought up to date with the file first. */
+  aln_status st = read_sync(esc);
+  if (st == ALN_OK) {
+    out->epoch = esc->state.sum.epoch;
+    out->generation = esc->state.sum.generation;
+  }
   pthread_mutex_unlock(&esc->mu);
   return st;
 }
@@ -1268,4 +1728,96 @@ void aln_escrow_set_commit_hook(struct aln_escrow *esc, aln_escrow_commit_hook f
   esc->hook_ctx = ctx;
   esc->hook_ctx_free = ctx_free;
   pthread_mutex_unlock(&esc->mu);
+}
+
+/* rewrap_one moves the data key of live row |id| from the escrow's KEK to |new_kek|:
+ * the key is unwrapped into locked memory and wrapped again with the same
+ * associated data; the ciphertext is untouched. */
+static aln_status rewrap_one(struct aln_escrow *esc, const struct aln_secret *new_kek, uint64_t id) {
+  aln_status st = ALN_ERR_INTERNAL;
+  sqlite3_stmt *s = esc->stmt[ESC_REWRAP_ONE];
+  struct aln_cred_meta meta = {0};
+  uint8_t wk[ESC_WRAPPED_LEN];
+
+  ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 1, (sqlite3_int64)id)), out);
+  int rc = sqlite3_step(s);
+  ALN_GUARD_GOTO(st, db_status(rc), out);
+  ALN_ENSURE_GOTO(st, rc == SQLITE_ROW, ALN_ERR_STATE_TAMPERED, out); /* in the set, gone from the file */
+  ALN_GUARD_GOTO(st, read_meta(&meta, s, 0), out);
+  struct rec_ad ad = {.id = (int64_t)id,
+                      .version = meta.version,
+                      .kind = meta.kind,
+                      .expires_at = meta.expires_at,
+                      .name = meta.name,
+                      .binding = meta.binding,
+                      .binding_len = meta.binding_len};
+  const uint8_t *old_wk = sqlite3_column_blob(s, 7);
+  ALN_ENSURE_GOTO(st, old_wk != NULL && sqlite3_column_bytes(s, 7) == ESC_WRAPPED_LEN, ALN_ERR_TAMPERED, out);
+  ALN_GUARD_GOTO(st, gcm_open(esc, esc->dek.p, esc->kek.p, old_wk, ESC_WRAPPED_LEN, dek_label, &ad), out);
+  ALN_GUARD_GOTO(st, gcm_seal(esc, wk, new_kek->p, esc->dek.p, ESC_KEY_LEN, dek_label, &ad), out);
+  stmt_done(s);
+  s = esc->stmt[ESC_REWRAP];
+  ALN_GUARD_GOTO(st, bind_blob(s, 1, wk, ESC_WRAPPED_LEN), out);
+  ALN_GUARD_GOTO(st, db_status(sqlite3_bind_int64(s, 2, (sqlite3_int64)id)), out);
+  ALN_GUARD_GOTO(st, step_done(s), out);
+  st = ALN_OK;
+out:
+  stmt_done(s);
+  gcm_done(esc);
+  OPENSSL_cleanse(esc->dek.p, ESC_KEY_LEN);
+  aln_cred_meta_cleanup(&meta);
+  return st;
+}
+
+static aln_status rotate_locked(struct aln_escrow *esc, const struct aln_secret *new_kek,
+                                const struct aln_audit_event *audit, uint64_t *num_out) {
+  aln_status st = ALN_ERR_INTERNAL;
+  struct aln_state_keys nk = {0};
+  struct aln_secret kek = {0};
+  uint64_t num = 0;
+
+  ALN_GUARD(aln_state_keys_derive(&nk, new_kek));
+  ALN_GUARD_GOTO(st, aln_secret_from(&kek, new_kek->p, new_kek->len), out);
+  ALN_GUARD_GOTO(st, write_begin(esc), out);
+  /* The same KEK again would leave nothing to tell the old state from the new. */
+  ALN_ENSURE_GOTO(st, CRYPTO_memcmp(nk.kek_id, esc->keys.kek_id, ALN_KEK_ID_LEN) != 0, ALN_ERR_USAGE, end);
+  for (size_t i = 0; i < esc->live.cap; i++) {
+    if (esc->live.slot[i] == 0)
+      continue;
+    ALN_GUARD_GOTO(st, rewrap_one(esc, new_kek, esc->live.slot[i]), end);
+    num++;
+  }
+  if (audit != NULL)
+    ALN_GUARD_GOTO(st, audit_insert(esc, audit), end);
+  /* The set digest is a MAC under the state key, which changes with the KEK. */
+  ALN_GUARD_GOTO(st, scan_state(esc, &nk, &esc->txn.state, NULL, NULL), end);
+  st = ALN_OK;
+end:
+  st = write_commit(esc, st, ESC_WRITE_CUSTODY, &nk);
+  if (st == ALN_OK) {
+    aln_secret_free(&esc->kek);
+    esc->kek = kek;
+    memset(&kek, 0, sizeof(kek));
+    aln_state_keys_cleanup(&esc->keys);
+    esc->keys = nk;
+    memset(&nk, 0, sizeof(nk));
+    *num_out = num;
+  }
+out:
+  aln_secret_free(&kek);
+  aln_state_keys_cleanup(&nk);
+  return st;
+}
+
+aln_status aln_escrow_rotate_kek(struct aln_escrow *esc, uint64_t *num_out, const struct aln_secret *new_kek,
+                                 const struct aln_audit_event *audit) {
+  ALN_ENSURE(num_out != NULL, ALN_ERR_USAGE);
+  *num_out = 0;
+  ALN_ENSURE(esc != NULL && new_kek != NULL && new_kek->p != NULL && new_kek->len == ESC_KEY_LEN, ALN_ERR_USAGE);
+  pthread_mutex_lock(&esc->mu);
+  aln_status st = rotate_locked(esc, new_kek, audit, num_out);
+  if (st == ALN_OK)
+    wipe_checkpoint(esc->db); /* the frames still holding keys wrapped by the old KEK */
+  pthread_mutex_unlock(&esc->mu);
+  return st;
 }

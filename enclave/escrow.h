@@ -44,9 +44,17 @@ struct aln_cred_meta {
 void aln_cred_meta_cleanup(struct aln_cred_meta *m);
 
 /* aln_escrow_open opens (creating the schema if needed) the database at |path| with
- * WAL and synchronous=FULL, keeping a copy of |kek| in locked memory. The caller
- * frees with aln_escrow_free. */
-aln_status aln_escrow_open(struct aln_escrow **out, const char *path, const struct aln_secret *kek) ALN_WUR;
+ * WAL and synchronous=FULL, keeping a copy of |kek| in locked memory, and
+ * authenticates its state (enclave/escrow_state.h): ALN_ERR_KEK_MISMATCH if the
+ * file was written under another KEK, ALN_ERR_STATE_TAMPERED if the set of live
+ * credentials or hosts, the counters or the audit head were edited outside the
+ * enclave (a restored row, a forged host, a truncated audit chain...). With
+ * ALN_ESCROW_ACCEPT_STATE the operator vouches for the file as it is: a state that
+ * fails authentication is MACed anew (loudly, on stderr) instead of refused; each
+ * record still authenticates itself. The caller frees with aln_escrow_free. */
+#define ALN_ESCROW_ACCEPT_STATE 0x1u
+aln_status aln_escrow_open(struct aln_escrow **out, const char *path, const struct aln_secret *kek,
+                           unsigned flags) ALN_WUR;
 
 /* aln_escrow_free closes the database and wipes the KEK copy; NULL is a no-op. */
 void aln_escrow_free(struct aln_escrow *esc);
@@ -151,6 +159,17 @@ aln_status aln_escrow_audit_append(struct aln_escrow *esc, const struct aln_audi
 /* aln_escrow_audit_verify_chain recomputes the whole hash chain; ALN_ERR_TAMPERED if
  * any row was altered, removed or reordered. *num_out receives the row count. */
 aln_status aln_escrow_audit_verify_chain(struct aln_escrow *esc, size_t *num_out) ALN_WUR;
+
+/* aln_escrow_rotate_kek re-wraps the data key of every live credential under
+ * |new_kek| (ciphertexts are untouched), moves the state MAC and the stored KEK id
+ * to it and appends |audit| (may be NULL), all in one write transaction: if it is
+ * interrupted the file is exactly as before, under the old KEK; once it commits,
+ * every record opens under the new KEK only. The escrow then uses |new_kek|.
+ * *num_out receives the number of records re-wrapped. ALN_ERR_USAGE if |new_kek| is
+ * the current KEK. Keeping the new KEK (and an epoch file keyed by the KEK) durable
+ * across the commit is the caller's part: see enclave/kek_rotate.h. */
+aln_status aln_escrow_rotate_kek(struct aln_escrow *esc, uint64_t *num_out, const struct aln_secret *new_kek,
+                                 const struct aln_audit_event *audit) ALN_WUR;
 
 /* Enrolled host client keys, by SHA-256 of their SubjectPublicKeyInfo (DER). */
 aln_status aln_escrow_host_enroll(struct aln_escrow *esc, const uint8_t spki_hash[32], const char *label) ALN_WUR;

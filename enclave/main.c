@@ -133,7 +133,7 @@ static int open_escrow(struct aln_escrow **esc, const struct aln_provider **prov
     return fail("loading the KEK", st);
   char path[4096];
   snprintf(path, sizeof(path), "%s/escrow.db", data_dir);
-  st = aln_escrow_open(esc, path, &kek);
+  st = aln_escrow_open(esc, path, &kek, 0);
   if (st != ALN_OK) {
     aln_secret_free(&kek);
     return fail("opening the escrow", st);

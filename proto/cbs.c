@@ -95,6 +95,14 @@ aln_status aln_cbb_init(struct aln_cbb *cbb, size_t initial, size_t max) {
   return ALN_OK;
 }
 
+void aln_cbb_init_fixed(struct aln_cbb *cbb, uint8_t *buf, size_t cap) {
+  memset(cbb, 0, sizeof(*cbb));
+  cbb->buf = buf;
+  cbb->cap = cap;
+  cbb->max = cap; /* so cbb_reserve refuses before it would ever reallocate */
+  cbb->fixed = 1;
+}
+
 /* cbb_reserve makes room for |n| more bytes, growing geometrically up to max. On
  * failure |cbb| is unchanged. */
 static aln_status cbb_reserve(struct aln_cbb *cbb, size_t n) {
@@ -163,6 +171,7 @@ aln_status aln_cbb_add_u32_prefixed(struct aln_cbb *cbb, const uint8_t *data, si
 }
 
 aln_status aln_cbb_finish(struct aln_cbb *cbb, uint8_t **out, size_t *out_len) {
+  ALN_ENSURE(!cbb->fixed, ALN_ERR_USAGE);
   if (cbb->buf == NULL) {
     cbb->buf = malloc(1);
     ALN_ENSURE(cbb->buf != NULL, ALN_ERR_NOMEM);
@@ -175,7 +184,10 @@ aln_status aln_cbb_finish(struct aln_cbb *cbb, uint8_t **out, size_t *out_len) {
 }
 
 void aln_cbb_cleanup(struct aln_cbb *cbb) {
-  aln_cbb_buf_free(cbb->buf, cbb->cap);
+  if (cbb->fixed)
+    OPENSSL_cleanse(cbb->buf, cbb->cap);
+  else
+    aln_cbb_buf_free(cbb->buf, cbb->cap);
   memset(cbb, 0, sizeof(*cbb));
 }
 

@@ -45,11 +45,18 @@ struct aln_cbb {
   size_t len;
   size_t cap;
   size_t max;
+  int fixed; /* |buf| is the caller's (aln_cbb_init_fixed): never grown or freed here */
 };
 
 /* aln_cbb_init prepares |cbb| to hold at most |max| bytes, reserving |initial|.
  * ALN_ERR_NOMEM on allocation failure, ALN_ERR_USAGE if initial > max. */
 aln_status aln_cbb_init(struct aln_cbb *cbb, size_t initial, size_t max) ALN_WUR;
+
+/* aln_cbb_init_fixed writes into the caller's |buf| of |cap| bytes (a stack buffer
+ * for a small encoding that need not be allocated); adding past |cap| is
+ * ALN_ERR_TOO_LARGE. The bytes written are cbb->buf[0..cbb->len). aln_cbb_cleanup
+ * wipes but does not free it; aln_cbb_finish refuses it. */
+void aln_cbb_init_fixed(struct aln_cbb *cbb, uint8_t *buf, size_t cap);
 
 /* aln_cbb_add_* append; ALN_ERR_TOO_LARGE (|cbb| unchanged) if the result would
  * exceed the maximum, ALN_ERR_NOMEM if growing fails. */

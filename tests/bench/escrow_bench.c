@@ -163,7 +163,7 @@ static aln_status escrow_run(struct half *r, const struct turns *t, const struct
   ALN_ENSURE_GOTO(st, snprintf(path, sizeof(path), "%s/escrow.db", dir) < (int)sizeof(path), ALN_ERR_USAGE, out);
   ALN_GUARD_GOTO(st, aln_secret_new(&kek, 32), out);
   ALN_ENSURE_GOTO(st, RAND_priv_bytes(kek.p, 32) == 1, ALN_ERR_CRYPTO, out);
-  ALN_GUARD_GOTO(st, aln_escrow_open(&esc, path, &kek), out);
+  ALN_GUARD_GOTO(st, aln_escrow_open(&esc, path, &kek, 0), out);
 
   for (size_t b = 0; b < o->n; b += block) {
     ALN_GUARD_GOTO(st, turn_take(t), out);

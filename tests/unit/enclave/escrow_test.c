@@ -48,7 +48,7 @@ static int setup(void **state) {
   snprintf(f->db, sizeof(f->db), "%s/escrow.db", f->dir);
   if (aln_secret_new(&f->kek, 32) != ALN_OK || RAND_bytes(f->kek.p, 32) != 1)
     return -1;
-  if (aln_escrow_open(&f->esc, f->db, &f->kek) != ALN_OK)
+  if (aln_escrow_open(&f->esc, f->db, &f->kek, 0) != ALN_OK)
     return -1;
   *state = f;
   return 0;
@@ -72,7 +72,7 @@ static int teardown(void **state) {
 static void reopen(struct fx *f, const struct aln_secret *kek) {
   aln_escrow_free(f->esc);
   f->esc = NULL;
-  assert_int_equal(aln_escrow_open(&f->esc, f->db, kek), ALN_OK);
+  assert_int_equal(aln_escrow_open(&f->esc, f->db, kek, 0), ALN_OK);
 }
 
 static aln_status put(struct fx *f, const char *name, const char *secret, int replace) {
@@ -757,7 +757,7 @@ static void test_file_modes(void **state) {
   struct aln_escrow *e = NULL;
   snprintf(link, sizeof(link), "%s/link.db", f->dir);
   assert_int_equal(symlink(f->db, link), 0);
-  assert_int_not_equal(aln_escrow_open(&e, link, &f->kek), ALN_OK);
+  assert_int_not_equal(aln_escrow_open(&e, link, &f->kek, 0), ALN_OK);
   assert_null(e);
   unlink(link);
 }
@@ -767,17 +767,17 @@ static void test_open_refusals(void **state) {
   struct aln_escrow *e = NULL;
   struct aln_secret short_kek = {0};
   assert_int_equal(aln_secret_new(&short_kek, 31), ALN_OK);
-  assert_int_equal(aln_escrow_open(&e, f->db, &short_kek), ALN_ERR_USAGE);
+  assert_int_equal(aln_escrow_open(&e, f->db, &short_kek, 0), ALN_ERR_USAGE);
   assert_null(e);
   aln_secret_free(&short_kek);
-  assert_int_equal(aln_escrow_open(&e, f->db, NULL), ALN_ERR_USAGE);
-  assert_int_equal(aln_escrow_open(&e, NULL, &f->kek), ALN_ERR_USAGE);
+  assert_int_equal(aln_escrow_open(&e, f->db, NULL, 0), ALN_ERR_USAGE);
+  assert_int_equal(aln_escrow_open(&e, NULL, &f->kek, 0), ALN_ERR_USAGE);
 
   /* A schema newer than ours is refused rather than misread. */
   aln_escrow_free(f->esc);
   f->esc = NULL;
   raw_exec(f, "PRAGMA user_version = 4");
-  assert_int_equal(aln_escrow_open(&e, f->db, &f->kek), ALN_ERR_STORE);
+  assert_int_equal(aln_escrow_open(&e, f->db, &f->kek, 0), ALN_ERR_STORE);
   assert_null(e);
   raw_exec(f, "PRAGMA user_version = 3");
   reopen(f, &f->kek);
@@ -790,7 +790,7 @@ static void test_open_refusals(void **state) {
   for (int i = 0; i < 200; i++)
     fputs("not a database ", fp);
   fclose(fp);
-  assert_int_equal(aln_escrow_open(&e, p, &f->kek), ALN_ERR_STORE);
+  assert_int_equal(aln_escrow_open(&e, p, &f->kek, 0), ALN_ERR_STORE);
   assert_null(e);
   unlink(p);
 }
@@ -886,50 +886,218 @@ static void test_tamper_swap_rows(void **state) {
   assert_opens(f, "d", "secret-d");
 }
 
-static void test_tamper_id_version_name(void **state) {
-  struct fx *f = *state;
-  put_three(f);
-  raw_exec(f, "UPDATE credentials SET id = id + 100 WHERE name = 'a'");
-  assert_tampered_others_open(f, "a");
-  raw_exec(f, "UPDATE credentials SET version = version + 1 WHERE name = 'b'");
-  assert_tampered_others_open(f, "b");
-  /* Renaming a record does not let it open under another name. */
-  assert_int_equal(put(f, "d", "secret-d", 0), ALN_OK);
-  raw_exec(f, "UPDATE credentials SET name = 'e' WHERE name = 'd'");
-  assert_tampered_others_open(f, "e");
-  /* Restoring the original values restores the record: nothing else was at fault. */
-  raw_exec(f, "UPDATE credentials SET id = id - 100 WHERE name = 'a'");
-  raw_exec(f, "UPDATE credentials SET version = version - 1 WHERE name = 'b'");
-  assert_opens(f, "a", "secret-a");
-  assert_opens(f, "b", "secret-b");
+/* assert_state_refused checks that the escrow now refuses every record, the good
+ * ones too, and that a fresh open refuses the file: an identity edit cannot be
+ * pinned on one record, so the whole store fails closed and nothing is dropped. */
+static void assert_state_refused(struct fx *f, const char *edited) {
+  /* The edited record fails at once: outside the authenticated set (the whole
+   * state is then checked and refused), or inside it with associated data that no
+   * longer matches. */
+  struct aln_secret sec = {0};
+  aln_status st = aln_escrow_unseal(f->esc, &sec, NULL, edited, (int64_t)time(NULL));
+  assert_true(st == ALN_ERR_STATE_TAMPERED || st == ALN_ERR_TAMPERED);
+  assert_null(sec.p);
+  /* The next write authenticates the whole state, and from then on nothing opens. */
+  assert_int_equal(put(f, "new", "v", 0), ALN_ERR_STATE_TAMPERED);
+  assert_unseal_fails(f, "c", (int64_t)time(NULL), ALN_ERR_STATE_TAMPERED);
+  struct aln_escrow *e = NULL;
+  assert_int_equal(aln_escrow_open(&e, f->db, &f->kek, 0), ALN_ERR_STATE_TAMPERED);
+  assert_null(e);
 }
 
+static void test_tamper_id_version_name(void **state) {
+  struct fx *f = *state;
+  const char *edits[][2] = {
+      {"UPDATE credentials SET id = id + 100 WHERE name = 'a'",
+       "UPDATE credentials SET id = id - 100 WHERE name = 'a'"},
+      {"UPDATE credentials SET version = version + 1 WHERE name = 'b'",
+       "UPDATE credentials SET version = version - 1 WHERE name = 'b'"},
+      {"UPDATE credentials SET name = 'e' WHERE name = 'a'", "UPDATE credentials SET name = 'a' WHERE name = 'e'"},
+      {"UPDATE credentials SET kind = 2 WHERE name = 'b'", "UPDATE credentials SET kind = 1 WHERE name = 'b'"},
+  };
+  const char *victim[] = {"a", "b", "e", "b"};
+  put_three(f);
+  for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
+    raw_exec(f, edits[i][0]);
+    assert_state_refused(f, victim[i]);
+    /* Undoing the edit restores the store: nothing else was at fault or lost. */
+    raw_exec(f, edits[i][1]);
+    reopen(f, &f->kek);
+    assert_opens(f, "a", "secret-a");
+    assert_opens(f, "b", "secret-b");
+    assert_opens(f, "c", "secret-c");
+  }
+}
 static void test_tamper_un_revoke(void **state) {
   struct fx *f = *state;
   put_three(f);
+  /* Keep a's sealed blobs, as an old backup of the file would. */
+  uint8_t ct[128], wk[128];
+  size_t ct_len = raw_blob(f, "SELECT ciphertext FROM credentials WHERE name = 'a'", ct, sizeof(ct));
+  size_t wk_len = raw_blob(f, "SELECT wrapped_key FROM credentials WHERE name = 'a'", wk, sizeof(wk));
   assert_int_equal(aln_escrow_revoke(f->esc, NULL, "a", NULL), ALN_OK);
-  /* Flipping the flags back cannot resurrect it: the key material is gone. */
-  raw_exec(f, "UPDATE credentials SET revoked = 0, live = 1 WHERE name = 'a'");
-  assert_tampered_others_open(f, "a");
-  /* A live row still flagged revoked is refused as revoked. */
+
+  /* A live row still flagged revoked is refused as revoked (the set is unchanged). */
   raw_exec(f, "UPDATE credentials SET revoked = 1 WHERE name = 'b'");
   assert_unseal_fails(f, "b", (int64_t)time(NULL), ALN_ERR_REVOKED);
+  raw_exec(f, "UPDATE credentials SET revoked = 0 WHERE name = 'b'");
+  assert_opens(f, "b", "secret-b");
+
+  /* Resurrection: the tombstone made live again with its old blobs, which would
+   * authenticate as a record (same id, version, name and binding). The state
+   * catches it: the row is not in the authenticated set. */
+  raw_exec(f, "UPDATE credentials SET revoked = 0, live = 1 WHERE name = 'a'");
+  raw_set_blob(f, "UPDATE credentials SET ciphertext = ?1 WHERE name = 'a'", ct, ct_len);
+  raw_set_blob(f, "UPDATE credentials SET wrapped_key = ?1 WHERE name = 'a'", wk, wk_len);
+  assert_state_refused(f, "a");
+  /* Only the operator's explicit vouching brings the file back; even then the
+   * resurrected record is the operator's decision, made loudly. */
+  raw_exec(f, "UPDATE credentials SET revoked = 1, live = 0, ciphertext = NULL, wrapped_key = NULL WHERE name = 'a'");
+  reopen(f, &f->kek);
+  assert_unseal_fails(f, "a", (int64_t)time(NULL), ALN_ERR_REVOKED);
 }
 
+/* A forged host row would let any client key use the enclave: it is refused. */
+static void test_tamper_forged_host(void **state) {
+  struct fx *f = *state;
+  uint8_t real[32], forged[32];
+  int on = -1;
+  memset(real, 0x21, 32);
+  memset(forged, 0x66, 32);
+  put_three(f);
+  assert_int_equal(aln_escrow_host_enroll(f->esc, real, "real"), ALN_OK);
+  raw_exec(f, "INSERT INTO hosts(spki_hash, label, enrolled_at)"
+              " VALUES(x'6666666666666666666666666666666666666666666666666666666666666666', 'evil', 1)");
+  assert_int_equal(aln_escrow_host_is_enrolled(f->esc, &on, forged), ALN_ERR_STATE_TAMPERED);
+  assert_int_equal(aln_escrow_host_is_enrolled(f->esc, &on, real), ALN_ERR_STATE_TAMPERED);
+  struct aln_escrow *e = NULL;
+  assert_int_equal(aln_escrow_open(&e, f->db, &f->kek, 0), ALN_ERR_STATE_TAMPERED);
+  /* A removed host cannot be put back by hand either. */
+  raw_exec(f, "DELETE FROM hosts WHERE label = 'evil'");
+  reopen(f, &f->kek);
+  assert_int_equal(aln_escrow_host_remove(f->esc, real), ALN_OK);
+  raw_exec(f, "INSERT INTO hosts(spki_hash, label, enrolled_at)"
+              " VALUES(x'2121212121212121212121212121212121212121212121212121212121212121', 'real', 1)");
+  assert_int_equal(aln_escrow_host_is_enrolled(f->esc, &on, real), ALN_ERR_STATE_TAMPERED);
+}
+
+/* The counters, the audit head and the meta row are all under the MAC: an old
+ * file given the current meta row, a truncated audit chain and edited counters
+ * are each refused at open. */
+static void test_tamper_state_summary(void **state) {
+  struct fx *f = *state;
+  char old[160], sql[512];
+  put_three(f);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(aln_escrow_audit_append(f->esc, &(struct aln_audit_event){.time = i, .action = "use"}), ALN_OK);
+  snprintf(old, sizeof(old), "%s/old.db", f->dir);
+  snprintf(sql, sizeof(sql), "VACUUM INTO '%s'", old);
+  raw_exec(f, sql);
+  assert_int_equal(aln_escrow_revoke(f->esc, NULL, "a", NULL), ALN_OK);
+  aln_escrow_free(f->esc);
+  f->esc = NULL;
+
+  /* The old copy with the current meta row: its live set still has a. */
+  snprintf(sql, sizeof(sql),
+           "ATTACH '%s' AS cur; UPDATE main.meta SET epoch = (SELECT epoch FROM cur.meta),"
+           " generation = (SELECT generation FROM cur.meta), state_mac = (SELECT state_mac FROM cur.meta);"
+           " DETACH cur",
+           f->db);
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open(old, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+  struct aln_escrow *e = NULL;
+  assert_int_equal(aln_escrow_open(&e, old, &f->kek, 0), ALN_ERR_STATE_TAMPERED);
+
+  const char *edits[][2] = {
+      {"CREATE TABLE saved AS SELECT * FROM audit WHERE seq = (SELECT MAX(seq) FROM audit);"
+       "DELETE FROM audit WHERE seq = (SELECT MAX(seq) FROM audit)",
+       "INSERT INTO audit SELECT * FROM saved; DROP TABLE saved"},
+      {"UPDATE meta SET epoch = epoch + 5", "UPDATE meta SET epoch = epoch - 5"},
+      {"UPDATE meta SET generation = generation - 1", "UPDATE meta SET generation = generation + 1"},
+      {"UPDATE meta SET state_mac = zeroblob(32)", NULL},
+  };
+  for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
+    if (edits[i][1] == NULL)
+      raw_exec(f, "CREATE TABLE saved AS SELECT state_mac FROM meta");
+    raw_exec(f, edits[i][0]);
+    assert_int_equal(aln_escrow_open(&e, f->db, &f->kek, 0), ALN_ERR_STATE_TAMPERED);
+    assert_null(e);
+    raw_exec(f, edits[i][1] != NULL ? edits[i][1]
+                                    : "UPDATE meta SET state_mac = (SELECT state_mac FROM saved); DROP TABLE saved");
+    assert_int_equal(aln_escrow_open(&e, f->db, &f->kek, 0), ALN_OK);
+    aln_escrow_free(e);
+    e = NULL;
+  }
+  /* Clearing the MAC does not make the enclave adopt the file as new. */
+  raw_exec(f, "UPDATE meta SET state_mac = NULL");
+  assert_int_equal(aln_escrow_open(&e, f->db, &f->kek, 0), ALN_ERR_STATE_TAMPERED);
+  /* ... but the operator can vouch for it, and then it opens and stays open. */
+  assert_int_equal(aln_escrow_open(&e, f->db, &f->kek, ALN_ESCROW_ACCEPT_STATE), ALN_OK);
+  aln_escrow_free(e);
+  reopen(f, &f->kek);
+  assert_opens(f, "b", "secret-b");
+  assert_unseal_fails(f, "a", (int64_t)time(NULL), ALN_ERR_REVOKED);
+}
 static void test_wrong_kek(void **state) {
   struct fx *f = *state;
   put_three(f);
   struct aln_secret other = {0};
   assert_int_equal(aln_secret_from(&other, f->kek.p, f->kek.len), ALN_OK);
   other.p[31] ^= 0x80;
-  reopen(f, &other);
-  assert_unseal_fails(f, "a", (int64_t)time(NULL), ALN_ERR_TAMPERED);
-  assert_unseal_fails(f, "c", (int64_t)time(NULL), ALN_ERR_TAMPERED);
+  aln_escrow_free(f->esc);
+  f->esc = NULL;
+  /* Named as a wrong KEK, not as tampering, and even the operator's vouching does
+   * not open it. */
+  struct aln_escrow *e = NULL;
+  assert_int_equal(aln_escrow_open(&e, f->db, &other, 0), ALN_ERR_KEK_MISMATCH);
+  assert_int_equal(aln_escrow_open(&e, f->db, &other, ALN_ESCROW_ACCEPT_STATE), ALN_ERR_KEK_MISMATCH);
+  assert_null(e);
   aln_secret_free(&other);
   reopen(f, &f->kek);
   assert_opens(f, "a", "secret-a");
 }
 
+/* Two escrows on one file, as the serving enclave and the operator's CLI are: each
+ * sees the other's committed writes, and neither takes them for tampering. */
+static void test_other_process_writes(void **state) {
+  struct fx *f = *state;
+  struct aln_escrow *other = NULL;
+  uint8_t h[32];
+  int on = -1;
+  memset(h, 0x42, 32);
+  put_three(f);
+  assert_int_equal(aln_escrow_open(&other, f->db, &f->kek, 0), ALN_OK);
+  assert_int_equal(aln_escrow_host_enroll(other, h, "cli"), ALN_OK);
+  assert_int_equal(aln_escrow_host_is_enrolled(f->esc, &on, h), ALN_OK);
+  assert_int_equal(on, 1);
+  assert_int_equal(aln_escrow_put(other, NULL,
+                                  &(struct aln_cred_input){.name = "d",
+                                                           .kind = ALN_CRED_KIND_SECRET,
+                                                           .secret = (const uint8_t *)"secret-d",
+                                                           .secret_len = 8,
+                                                           .binding = (const uint8_t *)"b",
+                                                           .binding_len = 1},
+                                  NULL),
+                   ALN_OK);
+  assert_opens(f, "d", "secret-d");
+  assert_int_equal(aln_escrow_revoke(other, NULL, "a", NULL), ALN_OK);
+  assert_unseal_fails(f, "a", (int64_t)time(NULL), ALN_ERR_REVOKED);
+  assert_int_equal(aln_escrow_host_remove(other, h), ALN_OK);
+  assert_int_equal(aln_escrow_host_is_enrolled(f->esc, &on, h), ALN_OK);
+  assert_int_equal(on, 0);
+  /* Both keep writing, interleaved, and the file still authenticates. */
+  assert_int_equal(put(f, "e", "secret-e", 0), ALN_OK);
+  assert_int_equal(aln_escrow_audit_append(other, &(struct aln_audit_event){.time = 1, .action = "use"}), ALN_OK);
+  assert_int_equal(put(f, "e", "secret-e2", 1), ALN_OK);
+  aln_escrow_free(other);
+  reopen(f, &f->kek);
+  assert_opens(f, "e", "secret-e2");
+  size_t n = 0;
+  assert_int_equal(aln_escrow_audit_verify_chain(f->esc, &n), ALN_OK);
+  assert_int_equal(n, 1);
+}
 /* --- audit chain --- */
 
 static void append(struct fx *f, const char *actor, long http) {
@@ -1175,6 +1343,233 @@ static void test_threads(void **state) {
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
+/* --- KEK rotation --- */
+
+static void new_kek(struct aln_secret *k) {
+  assert_int_equal(aln_secret_new(k, 32), ALN_OK);
+  assert_int_equal(RAND_bytes(k->p, 32), 1);
+}
+
+static void test_rotate(void **state) {
+  struct fx *f = *state;
+  struct aln_secret k2 = {0};
+  struct aln_escrow_counts before, after;
+  uint64_t num = 99;
+  uint8_t wk_before[128], wk_after[128], ct_before[128], ct_after[128];
+  put_three(f);
+  assert_int_equal(put(f, "b", "secret-b2", 1), ALN_OK);
+  assert_int_equal(aln_escrow_revoke(f->esc, NULL, "c", NULL), ALN_OK);
+  assert_int_equal(aln_escrow_counts(f->esc, &before), ALN_OK);
+  size_t wk_len = raw_blob(f, "SELECT wrapped_key FROM credentials WHERE name = 'a'", wk_before, sizeof(wk_before));
+  size_t ct_len = raw_blob(f, "SELECT ciphertext FROM credentials WHERE name = 'a'", ct_before, sizeof(ct_before));
+
+  new_kek(&k2);
+  static const struct aln_audit_event ev = {.time = 7, .actor = "operator", .action = "kek-rotate"};
+  assert_int_equal(aln_escrow_rotate_kek(f->esc, &num, &k2, &ev), ALN_OK);
+  assert_int_equal(num, 2); /* a and the live version of b */
+  assert_int_equal(aln_escrow_counts(f->esc, &after), ALN_OK);
+  assert_true(after.epoch == before.epoch + 1 && after.generation == before.generation + 1);
+  /* Data keys re-wrapped, ciphertexts untouched. */
+  assert_int_equal(raw_blob(f, "SELECT wrapped_key FROM credentials WHERE name = 'a'", wk_after, sizeof(wk_after)),
+                   wk_len);
+  assert_memory_not_equal(wk_before, wk_after, wk_len);
+  assert_int_equal(raw_blob(f, "SELECT ciphertext FROM credentials WHERE name = 'a'", ct_after, sizeof(ct_after)),
+                   ct_len);
+  assert_memory_equal(ct_before, ct_after, ct_len);
+  /* The running escrow uses the new KEK at once, for reads and writes. */
+  assert_opens(f, "a", "secret-a");
+  assert_opens(f, "b", "secret-b2");
+  assert_unseal_fails(f, "c", (int64_t)time(NULL), ALN_ERR_REVOKED);
+  assert_int_equal(put(f, "d", "secret-d", 0), ALN_OK);
+  size_t n = 0;
+  assert_int_equal(aln_escrow_audit_verify_chain(f->esc, &n), ALN_OK);
+  assert_int_equal(n, 1);
+  assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM audit WHERE action = 'kek-rotate'"), 1);
+
+  /* Exactly one KEK opens the file: the new one. */
+  aln_escrow_free(f->esc);
+  f->esc = NULL;
+  struct aln_escrow *e = NULL;
+  assert_int_equal(aln_escrow_open(&e, f->db, &f->kek, 0), ALN_ERR_KEK_MISMATCH);
+  assert_int_equal(aln_escrow_open(&f->esc, f->db, &k2, 0), ALN_OK);
+  assert_opens(f, "a", "secret-a");
+  assert_opens(f, "d", "secret-d");
+
+  /* Rotating to the KEK in use is refused and changes nothing. */
+  assert_int_equal(aln_escrow_rotate_kek(f->esc, &num, &k2, NULL), ALN_ERR_USAGE);
+  assert_int_equal(num, 0);
+  assert_int_equal(aln_escrow_rotate_kek(f->esc, &num, NULL, NULL), ALN_ERR_USAGE);
+  aln_secret_free(&f->kek);
+  f->kek = k2;
+}
+
+/* A rotation that fails part way (here: one data key that no longer unwraps) is
+ * rolled back whole: the file still opens under the old KEK only, every good
+ * record with it, and the new KEK opens nothing. */
+static void test_rotate_failure_changes_nothing(void **state) {
+  struct fx *f = *state;
+  struct aln_secret k2 = {0};
+  struct aln_escrow_counts before, after;
+  uint64_t num = 99;
+  for (int i = 0; i < 20; i++) {
+    char name[16], secret[32];
+    snprintf(name, sizeof(name), "r%02d", i);
+    snprintf(secret, sizeof(secret), "secret-%02d", i);
+    assert_int_equal(put(f, name, secret, 0), ALN_OK);
+  }
+  assert_int_equal(aln_escrow_counts(f->esc, &before), ALN_OK);
+  flip_byte(f, "r13", "wrapped_key", -1);
+  new_kek(&k2);
+  assert_int_equal(aln_escrow_rotate_kek(f->esc, &num, &k2, NULL), ALN_ERR_TAMPERED);
+  assert_int_equal(num, 0);
+  assert_int_equal(aln_escrow_counts(f->esc, &after), ALN_OK);
+  assert_true(after.epoch == before.epoch && after.generation == before.generation);
+  assert_opens(f, "r00", "secret-00");
+  assert_opens(f, "r19", "secret-19");
+  struct aln_escrow *e = NULL;
+  assert_int_equal(aln_escrow_open(&e, f->db, &k2, 0), ALN_ERR_KEK_MISMATCH);
+  reopen(f, &f->kek);
+  assert_opens(f, "r07", "secret-07");
+  assert_unseal_fails(f, "r13", (int64_t)time(NULL), ALN_ERR_TAMPERED);
+  aln_secret_free(&k2);
+}
+
+/* --- upgrade from schema 2 (records sealed without their kind) --- */
+
+/* The schema-2 file format, as the previous release wrote it. */
+static const char k_schema_v2[] =
+    "CREATE TABLE credentials(id INTEGER PRIMARY KEY, name TEXT NOT NULL, version INTEGER NOT NULL,"
+    " created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, revoked INTEGER NOT NULL DEFAULT 0,"
+    " live INTEGER NOT NULL, binding BLOB NOT NULL, wrapped_key BLOB, ciphertext BLOB, UNIQUE(name, version));"
+    "CREATE UNIQUE INDEX credentials_live ON credentials(name) WHERE live = 1;"
+    "CREATE TABLE audit(seq INTEGER PRIMARY KEY, time INTEGER NOT NULL, actor TEXT, host_key TEXT, action TEXT,"
+    " credential TEXT, method TEXT, destination TEXT, decision TEXT, result INTEGER NOT NULL,"
+    " http_status INTEGER NOT NULL, prev_hash BLOB NOT NULL, hash BLOB NOT NULL);"
+    "CREATE TABLE hosts(spki_hash BLOB PRIMARY KEY, label TEXT, enrolled_at INTEGER NOT NULL);"
+    "CREATE TABLE meta(id INTEGER PRIMARY KEY CHECK (id = 1), epoch INTEGER NOT NULL CHECK (epoch >= 0));"
+    "INSERT INTO meta(id, epoch) VALUES(1, 4);"
+    "PRAGMA user_version = 2;";
+
+/* v1_seal writes nonce || AES-256-GCM || tag of |in| under |key| with the v1
+ * associated data (label || u64 id || u32 version || i64 expires || u32 name ||
+ * u32 binding), built here independently of the escrow's code. */
+static size_t v1_seal(uint8_t *out, const uint8_t *key, const uint8_t *in, size_t in_len, const char *label, int64_t id,
+                      uint32_t version, const char *name, const char *binding) {
+  struct aln_cbb ad;
+  uint8_t *adp = NULL;
+  size_t ad_len = 0;
+  int n = 0;
+  assert_int_equal(aln_cbb_init(&ad, 256, 1024), ALN_OK);
+  assert_int_equal(aln_cbb_add_bytes(&ad, (const uint8_t *)label, strlen(label)), ALN_OK);
+  assert_int_equal(aln_cbb_add_u64(&ad, (uint64_t)id), ALN_OK);
+  assert_int_equal(aln_cbb_add_u32(&ad, version), ALN_OK);
+  assert_int_equal(aln_cbb_add_u64(&ad, 0), ALN_OK);
+  assert_int_equal(aln_cbb_add_u32_prefixed(&ad, (const uint8_t *)name, strlen(name)), ALN_OK);
+  assert_int_equal(aln_cbb_add_u32_prefixed(&ad, (const uint8_t *)binding, strlen(binding)), ALN_OK);
+  assert_int_equal(aln_cbb_finish(&ad, &adp, &ad_len), ALN_OK);
+  EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+  assert_int_equal(RAND_bytes(out, 12), 1);
+  assert_int_equal(EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, out), 1);
+  assert_int_equal(EVP_EncryptUpdate(c, NULL, &n, adp, (int)ad_len), 1);
+  assert_int_equal(EVP_EncryptUpdate(c, out + 12, &n, in, (int)in_len), 1);
+  assert_int_equal(EVP_EncryptFinal_ex(c, out + 12 + in_len, &n), 1);
+  assert_int_equal(EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, out + 12 + in_len), 1);
+  EVP_CIPHER_CTX_free(c);
+  aln_cbb_buf_free(adp, ad_len);
+  return in_len + 28;
+}
+
+/* make_v2_file writes a schema-2 database at |path| holding live records "old-a"
+ * and "old-b" (secrets "legacy-a"/"legacy-b") and a tombstone "gone", sealed under
+ * |kek| the v1 way; with |corrupt| one byte of old-b's ciphertext is flipped. */
+static void make_v2_file(const char *path, const struct aln_secret *kek, int corrupt) {
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, k_schema_v2, NULL, NULL, NULL), SQLITE_OK);
+  const char *names[] = {"old-a", "old-b"}, *secrets[] = {"legacy-a", "legacy-b"};
+  for (int i = 0; i < 2; i++) {
+    uint8_t dek[32], wk[60], ct[64];
+    int64_t id = 10 + i;
+    assert_int_equal(RAND_bytes(dek, 32), 1);
+    size_t ct_len =
+        v1_seal(ct, dek, (const uint8_t *)secrets[i], strlen(secrets[i]), "aileron-cred-v1", id, 1, names[i], "bind");
+    size_t wk_len = v1_seal(wk, kek->p, dek, 32, "aileron-dek-v1", id, 1, names[i], "bind");
+    if (corrupt && i == 1)
+      ct[14] ^= 0x01;
+    sqlite3_stmt *s = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "INSERT INTO credentials(id, name, version, created_at, expires_at, revoked,"
+                                        " live, binding, wrapped_key, ciphertext) VALUES(?1, ?2, 1, 5, 0, 0, 1,"
+                                        " 'bind', ?3, ?4)",
+                                        -1, &s, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_text(s, 2, names[i], -1, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 3, wk, (int)wk_len, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 4, ct, (int)ct_len, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(s), SQLITE_DONE);
+    sqlite3_finalize(s);
+  }
+  assert_int_equal(sqlite3_exec(db,
+                                "INSERT INTO credentials(id, name, version, created_at, expires_at, revoked, live,"
+                                " binding) VALUES(3, 'gone', 1, 5, 0, 1, 0, 'bind')",
+                                NULL, NULL, NULL),
+                   SQLITE_OK);
+  sqlite3_close(db);
+}
+
+static void test_upgrade_from_schema_2(void **state) {
+  struct fx *f = *state;
+  char path[160];
+  struct aln_escrow *e = NULL;
+  struct aln_secret sec = {0};
+  struct aln_cred_meta m;
+  struct aln_escrow_counts c;
+
+  /* A file with a record that does not open is not upgraded, and stays as it was:
+   * re-sealing it would launder the edit. */
+  snprintf(path, sizeof(path), "%s/v2-bad.db", f->dir);
+  make_v2_file(path, &f->kek, 1);
+  assert_int_equal(aln_escrow_open(&e, path, &f->kek, 0), ALN_ERR_TAMPERED);
+  assert_null(e);
+  sqlite3 *db = NULL;
+  sqlite3_stmt *s = NULL;
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+  assert_int_equal(sqlite3_column_int(s, 0), 2);
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+
+  snprintf(path, sizeof(path), "%s/v2.db", f->dir);
+  make_v2_file(path, &f->kek, 0);
+  assert_int_equal(aln_escrow_open(&e, path, &f->kek, 0), ALN_OK);
+  assert_int_equal(aln_escrow_unseal(e, &sec, &m, "old-a", (int64_t)time(NULL)), ALN_OK);
+  assert_int_equal(sec.len, 8);
+  assert_memory_equal(sec.p, "legacy-a", 8);
+  assert_int_equal(m.kind, ALN_CRED_KIND_SECRET);
+  aln_secret_free(&sec);
+  aln_cred_meta_cleanup(&m);
+  assert_int_equal(aln_escrow_unseal(e, &sec, NULL, "gone", (int64_t)time(NULL)), ALN_ERR_REVOKED);
+  assert_int_equal(aln_escrow_counts(e, &c), ALN_OK);
+  assert_true(c.epoch == 4 && c.generation == 0); /* the epoch carries over */
+  aln_escrow_free(e);
+  e = NULL;
+  /* Re-sealed as v2 records, and the state is authenticated from now on. */
+  assert_int_equal(aln_escrow_open(&e, path, &f->kek, 0), ALN_OK);
+  assert_int_equal(aln_escrow_unseal(e, &sec, NULL, "old-b", (int64_t)time(NULL)), ALN_OK);
+  assert_memory_equal(sec.p, "legacy-b", 8);
+  aln_secret_free(&sec);
+  aln_escrow_free(e);
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  assert_int_equal(
+      sqlite3_exec(db, "UPDATE credentials SET live = 1, revoked = 0 WHERE name = 'gone'", NULL, NULL, NULL),
+      SQLITE_OK);
+  sqlite3_close(db);
+  e = NULL;
+  assert_int_equal(aln_escrow_open(&e, path, &f->kek, 0), ALN_ERR_STATE_TAMPERED);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       T(test_round_trip),
@@ -1199,6 +1594,12 @@ int main(void) {
       T(test_tamper_id_version_name),
       T(test_tamper_un_revoke),
       T(test_wrong_kek),
+      T(test_tamper_forged_host),
+      T(test_tamper_state_summary),
+      T(test_other_process_writes),
+      T(test_rotate),
+      T(test_rotate_failure_changes_nothing),
+      T(test_upgrade_from_schema_2),
       T(test_audit_chain),
       T(test_audit_delete_and_reorder),
       T(test_audit_encoding),

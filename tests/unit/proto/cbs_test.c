@@ -335,6 +335,30 @@ static void test_cbb_round_trip_through_cbs(void **state) {
   aln_cbb_buf_free(out, out_len);
 }
 
+/* A fixed writer fills the caller's buffer, refuses to go past it (unchanged), is
+ * never handed out by finish, and is wiped but not freed by cleanup. */
+static void test_cbb_fixed(void **state) {
+  (void)state;
+  uint8_t buf[13];
+  struct aln_cbb cbb;
+  uint8_t *out = NULL;
+  size_t out_len = 0;
+  aln_cbb_init_fixed(&cbb, buf, sizeof(buf));
+  assert_int_equal(aln_cbb_add_u64(&cbb, 0x0102030405060708ULL), ALN_OK);
+  assert_int_equal(aln_cbb_add_u32(&cbb, 0x090a0b0c), ALN_OK);
+  assert_int_equal(aln_cbb_add_u16(&cbb, 1), ALN_ERR_TOO_LARGE);
+  assert_int_equal(cbb.len, 12);
+  assert_ptr_equal(cbb.buf, buf);
+  static const uint8_t want[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+  assert_memory_equal(buf, want, sizeof(want));
+  assert_int_equal(aln_cbb_add_u8(&cbb, 0xff), ALN_OK);
+  assert_int_equal(aln_cbb_finish(&cbb, &out, &out_len), ALN_ERR_USAGE);
+  assert_null(out);
+  aln_cbb_cleanup(&cbb); /* would be a bad free under ASan if it freed the stack buffer */
+  static const uint8_t zero[13] = {0};
+  assert_memory_equal(buf, zero, sizeof(zero));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_get_u8),
@@ -353,6 +377,7 @@ int main(void) {
       cmocka_unit_test(test_cbb_growth_stays_under_max),
       cmocka_unit_test(test_cbb_finish_empty),
       cmocka_unit_test(test_cbb_round_trip_through_cbs),
+      cmocka_unit_test(test_cbb_fixed),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
