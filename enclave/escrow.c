@@ -167,6 +167,7 @@ struct aln_escrow {
   sqlite3_int64 data_version;  /* of the last load; another value means another process wrote */
   int tampered;                /* the file failed authentication while open: refuse everything */
   aln_escrow_commit_hook hook; /* told the new counts after each write commits; may be NULL */
+  int hook_pending;            /* the hook failed after a commit: nothing proceeds until it succeeds */
   void *hook_ctx;
   void (*hook_ctx_free)(void *);
 };
@@ -239,6 +240,9 @@ static aln_status db_status(int rc) {
     return ALN_ERR_NOMEM;
   case SQLITE_FULL: /* the disk (or a quota) is full: the statement or commit changed nothing */
     return ALN_ERR_DISK_FULL;
+  case SQLITE_IOERR:
+    /* Growing the -shm file is the first write of a start; it fails on a full disk. */
+    return rc == SQLITE_IOERR_SHMSIZE ? ALN_ERR_DISK_FULL : ALN_ERR_STORE;
   default:
     return ALN_ERR_STORE;
   }
@@ -521,6 +525,21 @@ static aln_status sync_state(struct aln_escrow *esc) {
   return st;
 }
 
+/* hook_catch_up retries a commit hook that failed (the rollback record outside
+ * the data dir could not be written, say on a full disk). Until it succeeds every
+ * operation is refused with its status: the one write already acknowledged is the
+ * only one rollback protection can miss, as after a crash, never a growing run. */
+static aln_status hook_catch_up(struct aln_escrow *esc) {
+  if (!esc->hook_pending)
+    return ALN_OK;
+  struct aln_escrow_counts c = {.epoch = esc->state.sum.epoch, .generation = esc->state.sum.generation};
+  ALN_GUARD(esc->hook(esc->hook_ctx, &c));
+  esc->hook_pending = 0;
+  fprintf(stderr, "aileron-enclave: escrow epoch %llu recorded outside the data dir again; resuming\n",
+          (unsigned long long)c.epoch);
+  return ALN_OK;
+}
+
 /* read_sync runs sync_state in a read transaction of its own. */
 static aln_status read_sync(struct aln_escrow *esc) {
   ALN_GUARD(db_run(esc, ESC_BEGIN_READ));
@@ -530,6 +549,7 @@ static aln_status read_sync(struct aln_escrow *esc) {
 /* write_begin opens a write transaction on the current, authenticated state. */
 static aln_status write_begin(struct aln_escrow *esc) {
   ALN_ENSURE(!esc->tampered, ALN_ERR_STATE_TAMPERED);
+  ALN_GUARD(hook_catch_up(esc));
   ALN_GUARD(db_run(esc, ESC_BEGIN_WRITE));
   aln_status st = sync_state(esc);
   if (st != ALN_OK)
@@ -577,11 +597,14 @@ static aln_status write_commit(struct aln_escrow *esc, aln_status st, enum esc_w
   if (esc->hook != NULL) {
     struct aln_escrow_counts c = {.epoch = sum->epoch, .generation = sum->generation};
     aln_status hs = esc->hook(esc->hook_ctx, &c);
-    if (hs != ALN_OK)
+    if (hs != ALN_OK) {
+      esc->hook_pending = 1;
       fprintf(stderr,
               "aileron-enclave: WARNING: escrow epoch %llu (generation %llu) is committed but recording it outside "
-              "the data dir failed: %s (%s); the write stands, the next start repairs the record\n",
+              "the data dir failed: %s (%s); the write stands, and every operation is refused until the record "
+              "can be written\n",
               (unsigned long long)c.epoch, (unsigned long long)c.generation, aln_strerror(hs), aln_status_name(hs));
+    }
   }
   return st;
 }
@@ -1389,6 +1412,7 @@ static aln_status unseal_locked(struct aln_escrow *esc, struct aln_secret *out_s
    * a row inside it by the record's own associated data. The next write, or the
    * next start, authenticates the whole state again. */
   ALN_ENSURE(!esc->tampered, ALN_ERR_STATE_TAMPERED);
+  ALN_GUARD(hook_catch_up(esc));
   aln_status st = unseal_once(esc, out_secret, out_meta, name, now, &miss);
   if (!miss)
     return st;
@@ -1641,6 +1665,7 @@ aln_status aln_escrow_host_remove(struct aln_escrow *esc, const uint8_t spki_has
  * with any enroll or remove another process (the operator's CLI) committed: a
  * removed host must lose access at its next connection, not at the next restart. */
 static aln_status host_is_enrolled_locked(struct aln_escrow *esc, int *out, const uint8_t spki_hash[32]) {
+  ALN_GUARD(hook_catch_up(esc));
   ALN_GUARD(read_sync(esc));
   *out = hosts_find(&esc->hosts, spki_hash, NULL);
   return ALN_OK;

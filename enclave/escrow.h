@@ -80,8 +80,10 @@ aln_status aln_escrow_counts(struct aln_escrow *esc, struct aln_escrow_counts *o
 /* A commit hook is called with the new counts after each write commits, under the
  * escrow's mutex, so the calls are in commit order. Its failure does not fail the
  * write: the write is already durable and acknowledging it as failed would be a
- * lie. The escrow logs the failure loudly to stderr and goes on; the external copy
- * is then behind the database, which the next start accepts and repairs. */
+ * lie. The escrow logs the failure loudly to stderr and then refuses every
+ * operation (with the hook's status) until a retry of the hook succeeds, so the
+ * external copy is never more than that one write behind the database: the same
+ * window a crash between commit and hook leaves, which the next start repairs. */
 typedef aln_status (*aln_escrow_commit_hook)(void *ctx, const struct aln_escrow_counts *counts);
 
 /* aln_escrow_set_commit_hook installs |fn| with |ctx| (replacing any earlier hook,

@@ -51,12 +51,18 @@ static aln_status read_full(int fd, uint8_t *p, size_t len) {
   return ALN_OK;
 }
 
+/* io_status names a failed write or fsync: a full disk or quota is not a generic
+ * I/O error to the operator who has to act on it. */
+static aln_status io_status(void) {
+  return errno == ENOSPC || errno == EDQUOT ? ALN_ERR_DISK_FULL : ALN_ERR_IO;
+}
+
 static aln_status write_full(int fd, const uint8_t *p, size_t len) {
   while (len > 0) {
     ssize_t n = write(fd, p, len);
     if (n < 0 && errno == EINTR)
       continue;
-    ALN_ENSURE(n > 0, ALN_ERR_IO);
+    ALN_ENSURE(n > 0, n == 0 ? ALN_ERR_IO : io_status());
     p += n;
     len -= (size_t)n;
   }
@@ -133,10 +139,10 @@ aln_status aln_keyfile_write_new(const char *path, const uint8_t *data, size_t l
   /* mkostemp creates with O_CREAT|O_EXCL (never through a symlink); fchmod then
    * pins the mode to exactly 0600 whatever the umask. */
   fd = mkostemp(tmp, O_CLOEXEC);
-  ALN_ENSURE_GOTO(st, fd >= 0, ALN_ERR_IO, out);
+  ALN_ENSURE_GOTO(st, fd >= 0, io_status(), out);
   ALN_ENSURE_GOTO(st, fchmod(fd, 0600) == 0, ALN_ERR_IO, out);
   ALN_GUARD_GOTO(st, write_full(fd, data, len), out);
-  ALN_ENSURE_GOTO(st, fsync(fd) == 0, ALN_ERR_IO, out);
+  ALN_ENSURE_GOTO(st, fsync(fd) == 0, io_status(), out);
   if (link(tmp, path) != 0) {
     st = errno == EEXIST ? ALN_ERR_EXISTS : ALN_ERR_IO;
     goto out;
@@ -165,13 +171,13 @@ aln_status aln_keyfile_replace(const char *path, const uint8_t *data, size_t len
   /* One fixed temp name: a temp file left by a crash is ours to replace (never
    * through a symlink), and none accumulate. */
   fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-  ALN_ENSURE_GOTO(st, fd >= 0, ALN_ERR_IO, out);
+  ALN_ENSURE_GOTO(st, fd >= 0, io_status(), out);
   ALN_ENSURE_GOTO(st, fchmod(fd, 0600) == 0, ALN_ERR_PERMS, out);
   ALN_GUARD_GOTO(st, write_full(fd, data, len), out);
-  ALN_ENSURE_GOTO(st, fsync(fd) == 0, ALN_ERR_IO, out);
-  ALN_ENSURE_GOTO(st, close(fd) == 0, ALN_ERR_IO, out);
+  ALN_ENSURE_GOTO(st, fsync(fd) == 0, io_status(), out);
+  ALN_ENSURE_GOTO(st, close(fd) == 0, io_status(), out);
   fd = -1;
-  ALN_ENSURE_GOTO(st, rename(tmp, path) == 0, ALN_ERR_IO, out);
+  ALN_ENSURE_GOTO(st, rename(tmp, path) == 0, io_status(), out);
   st = fsync_parent_dir(path);
 out:
   if (fd >= 0) {

@@ -56,8 +56,11 @@ int aln_status_http(aln_status st) {
   case ALN_CAT_PROTO:
   case ALN_CAT_ATTEST:
   case ALN_CAT_IO:
-    /* The enclave being down is a retryable condition, not a bad gateway. */
-    return st == ALN_ERR_UNAVAILABLE ? 503 : 502;
+    /* The enclave being down is a retryable condition, not a bad gateway; its
+     * storage being full is 507 Insufficient Storage (RFC 4918), for the operator. */
+    if (st == ALN_ERR_UNAVAILABLE)
+      return 503;
+    return st == ALN_ERR_DISK_FULL ? 507 : 502;
   default:
     return 500;
   }

@@ -1343,6 +1343,55 @@ static void test_threads(void **state) {
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
+/* --- the commit hook (the rollback record outside the data dir) --- */
+
+struct flaky {
+  aln_status fail_with; /* ALN_OK: succeed */
+  uint64_t last_epoch;
+  int calls;
+};
+
+static aln_status flaky_hook(void *ctx, const struct aln_escrow_counts *c) {
+  struct flaky *h = ctx;
+  h->calls++;
+  if (h->fail_with != ALN_OK)
+    return h->fail_with;
+  h->last_epoch = c->epoch;
+  return ALN_OK;
+}
+
+/* A hook that fails (a full disk under the epoch file) does not undo the write it
+ * follows, but nothing else proceeds until it succeeds again: the record outside
+ * the data dir is never more than one write behind. */
+static void test_failed_hook_stops_everything_until_it_recovers(void **state) {
+  struct fx *f = *state;
+  struct flaky h = {.fail_with = ALN_OK};
+  uint8_t host[32];
+  int on = -1;
+  memset(host, 0x31, 32);
+  aln_escrow_set_commit_hook(f->esc, flaky_hook, &h, NULL);
+  put_three(f);
+  assert_int_equal(h.last_epoch, 3);
+
+  h.fail_with = ALN_ERR_DISK_FULL;
+  assert_int_equal(aln_escrow_revoke(f->esc, NULL, "a", NULL), ALN_OK); /* committed: acknowledged */
+  assert_unseal_fails(f, "b", (int64_t)time(NULL), ALN_ERR_DISK_FULL);
+  assert_int_equal(put(f, "d", "secret-d", 0), ALN_ERR_DISK_FULL);
+  assert_int_equal(aln_escrow_audit_append(f->esc, &(struct aln_audit_event){.time = 1, .action = "use"}),
+                   ALN_ERR_DISK_FULL);
+  assert_int_equal(aln_escrow_host_is_enrolled(f->esc, &on, host), ALN_ERR_DISK_FULL);
+  struct aln_escrow_counts c;
+  assert_int_equal(aln_escrow_counts(f->esc, &c), ALN_OK);
+  assert_true(c.epoch == 4); /* the refused operations wrote nothing */
+
+  h.fail_with = ALN_OK;
+  assert_opens(f, "b", "secret-b");
+  assert_int_equal(h.last_epoch, 4); /* caught up before the read */
+  assert_int_equal(put(f, "d", "secret-d", 0), ALN_OK);
+  assert_int_equal(h.last_epoch, 5);
+  assert_unseal_fails(f, "a", (int64_t)time(NULL), ALN_ERR_REVOKED);
+}
+
 /* --- KEK rotation --- */
 
 static void new_kek(struct aln_secret *k) {
@@ -1597,6 +1646,7 @@ int main(void) {
       T(test_tamper_forged_host),
       T(test_tamper_state_summary),
       T(test_other_process_writes),
+      T(test_failed_hook_stops_everything_until_it_recovers),
       T(test_rotate),
       T(test_rotate_failure_changes_nothing),
       T(test_upgrade_from_schema_2),
