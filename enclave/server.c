@@ -32,6 +32,7 @@
 #define MAX_CA_PEM (64 * 1024)
 #define MAX_ACTOR 128
 #define ED25519_PUB_LEN 32
+#define LIST_PAGE_DEFAULT 100 /* ListCredentialsRequest.page_size 0 */
 
 struct conn {
   struct aln_server *srv;
@@ -71,11 +72,39 @@ static aln_status send_ok(struct conn *c, Aileron__V1__Response *resp) {
   return aln_channel_send_response(c->ssl, resp);
 }
 
+/* The contract's credential kinds and the escrow's stored ones are two enums on
+ * purpose (wire values and stored values may not always line up); these two
+ * functions are the only place that maps one to the other. */
+static aln_status kind_from_proto(uint32_t *out, Aileron__V1__CredentialKind kind) {
+  switch (kind) {
+  case AILERON__V1__CREDENTIAL_KIND__CREDENTIAL_KIND_UNSPECIFIED: /* a host from before kinds */
+  case AILERON__V1__CREDENTIAL_KIND__CREDENTIAL_KIND_SECRET:
+    *out = ALN_CRED_KIND_SECRET;
+    return ALN_OK;
+  default:
+    /* An open proto3 enum carries any number: refuse what this build cannot
+     * seal and use rather than store it as something else. */
+    return ALN_ERR_USAGE;
+  }
+}
+
+static aln_status kind_to_proto(Aileron__V1__CredentialKind *out, uint32_t kind) {
+  switch (kind) {
+  case ALN_CRED_KIND_SECRET:
+    *out = AILERON__V1__CREDENTIAL_KIND__CREDENTIAL_KIND_SECRET;
+    return ALN_OK;
+  default:
+    return ALN_ERR_TAMPERED; /* the escrow opens only kinds it knows */
+  }
+}
+
 /* info_from_meta fills |info| from escrow metadata. *bind_out owns the unpacked
  * binding that |info| points into (free with aileron__v1__binding__free_unpacked).
  * The CA PEM is not echoed back: has_ca says whether one is set. */
 static aln_status info_from_meta(Aileron__V1__CredentialInfo *info, Aileron__V1__Binding **bind_out,
                                  struct aln_cred_meta *m) {
+  Aileron__V1__CredentialKind kind;
+  ALN_GUARD(kind_to_proto(&kind, m->kind));
   Aileron__V1__Binding *b = aileron__v1__binding__unpack(NULL, m->binding_len, m->binding);
   ALN_ENSURE(b != NULL, ALN_ERR_TAMPERED);
   info->name = m->name;
@@ -83,6 +112,7 @@ static aln_status info_from_meta(Aileron__V1__CredentialInfo *info, Aileron__V1_
   info->created_at = m->created_at;
   info->expires_at = m->expires_at;
   info->revoked = m->revoked != 0;
+  info->kind = kind;
   info->has_ca = b->ca_pem.len > 0;
   b->ca_pem.len = 0; /* not packed; data is still freed with |b| */
   info->binding = b;
@@ -239,9 +269,11 @@ static aln_status handle_put(struct conn *c, const Aileron__V1__Request *req) {
   uint8_t *blob = NULL;
   size_t blob_len = 0;
   struct aln_cred_meta meta = {0};
+  uint32_t kind = 0;
 
   ALN_ENSURE(p != NULL && p->name != NULL, ALN_ERR_USAGE);
   ALN_ENSURE_GOTO(st, aln_cred_name_valid_str(p->name), ALN_ERR_BAD_NAME, out);
+  ALN_GUARD_GOTO(st, kind_from_proto(&kind, p->kind), out);
   ALN_ENSURE_GOTO(st, p->expires_at >= 0, ALN_ERR_USAGE, out);
   ALN_GUARD_GOTO(st, binding_valid(p->binding), out);
   /* Re-pack the binding we validated: the sealed bytes are ours, not the peer's. */
@@ -254,7 +286,7 @@ static aln_status handle_put(struct conn *c, const Aileron__V1__Request *req) {
   char dest[ALN_URL_MAX + 1];
   struct aln_audit_event ev = audit_event(c, dest, "put", p->name, NULL, NULL, ALN_OK, 0, "operator");
   struct aln_cred_input in = {.name = p->name,
-                              .kind = ALN_CRED_KIND_SECRET,
+                              .kind = kind,
                               .secret = p->secret.data,
                               .secret_len = p->secret.len,
                               .binding = blob,
@@ -272,16 +304,25 @@ out:
   return st;
 }
 
+/* handle_list answers one page: at most page_size credentials after page_after,
+ * and where the next page starts. The whole list is never built at once. */
 static aln_status handle_list(struct conn *c, const Aileron__V1__Request *req) {
-  (void)req;
+  const Aileron__V1__ListCredentialsRequest *l = req->list_credentials;
   aln_status st = ALN_ERR_INTERNAL;
   struct aln_cred_meta *list = NULL;
   size_t num = 0, done = 0;
   Aileron__V1__CredentialInfo *infos = NULL, **ptrs = NULL;
   Aileron__V1__Binding **binds = NULL;
-
   int more = 0;
-  ALN_GUARD(aln_escrow_list(c->srv->escrow, NULL, ALN_LIST_PAGE_MAX, &list, &num, &more));
+
+  ALN_ENSURE(l != NULL, ALN_ERR_USAGE);
+  /* Refused rather than clamped: a caller asking for more than a page would
+   * otherwise take a short page for the end of the list. */
+  ALN_ENSURE(l->page_size <= ALN_LIST_PAGE_MAX, ALN_ERR_USAGE);
+  size_t limit = l->page_size == 0 ? LIST_PAGE_DEFAULT : l->page_size;
+  const char *after = l->page_after != NULL ? l->page_after : "";
+  ALN_ENSURE(after[0] == '\0' || aln_cred_name_valid_str(after), ALN_ERR_BAD_NAME);
+  ALN_GUARD(aln_escrow_list(c->srv->escrow, after, limit, &list, &num, &more));
   infos = calloc(num ? num : 1, sizeof(*infos));
   ptrs = calloc(num ? num : 1, sizeof(*ptrs));
   binds = calloc(num ? num : 1, sizeof(*binds));
@@ -294,6 +335,9 @@ static aln_status handle_list(struct conn *c, const Aileron__V1__Request *req) {
   Aileron__V1__ListCredentialsResponse lr = AILERON__V1__LIST_CREDENTIALS_RESPONSE__INIT;
   lr.n_credentials = num;
   lr.credentials = ptrs;
+  /* more implies a non-empty page (limit >= 1): the next one starts after its last name. */
+  if (more && num > 0)
+    lr.next_page_after = list[num - 1].name;
   Aileron__V1__Response resp = AILERON__V1__RESPONSE__INIT;
   resp.body_case = AILERON__V1__RESPONSE__BODY_LIST_CREDENTIALS;
   resp.list_credentials = &lr;

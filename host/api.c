@@ -3,8 +3,9 @@
  * unauthenticated caller never gets a byte of its body buffered), once per body
  * chunk (appended to a writer capped at ALN_API_BODY_MAX and wiped when freed),
  * and once at the end, when the body is parsed and forwarded. JSON is parsed
- * strictly: duplicate keys, unknown keys and wrong types are refused, and every
- * answer is built here from protobuf fields, never from the caller's bytes. */
+ * strictly: duplicate keys, unknown keys and wrong types are refused; so are query
+ * parameters, which only the list takes. Every answer is built here from protobuf
+ * fields and constants, never from the caller's bytes. */
 #include "host/api.h"
 
 #include <errno.h>
@@ -280,12 +281,93 @@ static aln_status rpc_health(struct aln_api_rpc **out) {
   return ALN_OK;
 }
 
-static aln_status rpc_list(struct aln_api_rpc **out) {
-  ALN_GUARD(rpc_new(out));
-  aileron__v1__list_credentials_request__init(&(*out)->list);
-  (*out)->req.body_case = AILERON__V1__REQUEST__BODY_LIST_CREDENTIALS;
-  (*out)->req.list_credentials = &(*out)->list;
+/* ---- the list's query ----------------------------------------------------- */
+
+#define API_STR_(x) #x
+#define API_STR(x) API_STR_(x)
+#define LIST_ONLY_ARGS "this call takes only after=NAME and limit=N"
+#define LIST_LIMIT_DETAIL                                                                                              \
+  "limit must be a whole number from 1 to " API_STR(ALN_API_LIST_MAX) " (omit it for " API_STR(                        \
+      ALN_API_LIST_DEFAULT) " per page)"
+#define LIST_AFTER_DETAIL                                                                                              \
+  "after must be a credential name (the next_after of the page before) or empty for the first page"
+
+/* refuse returns |st| with |why| (a constant) as the message the caller gets. */
+static aln_status refuse(const char **detail, const char *why, aln_status st) {
+  *detail = why;
+  return st;
+}
+
+/* parse_limit reads a page size: decimal digits only (no sign, no space), within
+ * 1..ALN_API_LIST_MAX, checked digit by digit so no length overflows. */
+static aln_status parse_limit(uint32_t *out, const char *s) {
+  uint32_t n = 0;
+  ALN_ENSURE(s[0] != '\0', ALN_ERR_USAGE);
+  for (const char *p = s; *p != '\0'; p++) {
+    ALN_ENSURE(*p >= '0' && *p <= '9', ALN_ERR_USAGE);
+    n = n * 10 + (uint32_t)(*p - '0');
+    ALN_ENSURE(n <= ALN_API_LIST_MAX, ALN_ERR_USAGE);
+  }
+  ALN_ENSURE(n >= 1, ALN_ERR_USAGE);
+  *out = n;
   return ALN_OK;
+}
+
+/* list_args finds after and limit among |args|, as strictly as the JSON keys of a
+ * body: each at most once and with a value, nothing else. */
+static aln_status list_args(const char **after, const char **limit, const char **detail,
+                            const struct aln_api_query_arg *args, size_t num_args) {
+  *after = *limit = NULL;
+  if (num_args > ALN_API_QUERY_ARGS_MAX)
+    return refuse(detail, "too many query parameters: " LIST_ONLY_ARGS, ALN_ERR_USAGE);
+  for (size_t i = 0; i < num_args; i++) {
+    const char *key = args[i].key != NULL ? args[i].key : "";
+    const char **slot = strcmp(key, "after") == 0 ? after : strcmp(key, "limit") == 0 ? limit : NULL;
+    if (slot == NULL)
+      return refuse(detail, "unknown query parameter: " LIST_ONLY_ARGS, ALN_ERR_USAGE);
+    if (*slot != NULL)
+      return refuse(detail, "query parameter given more than once", ALN_ERR_USAGE);
+    if (args[i].value == NULL)
+      return refuse(detail, "query parameter without a value: write after=NAME, limit=N", ALN_ERR_USAGE);
+    *slot = args[i].value;
+  }
+  return ALN_OK;
+}
+
+aln_status aln_api_parse_list(struct aln_api_rpc **out, const char **out_detail, const struct aln_api_query_arg *args,
+                              size_t num_args) {
+  aln_status st = ALN_ERR_INTERNAL;
+  struct aln_api_rpc *rpc = NULL;
+  const char *ignored, *after, *limit;
+  const char **detail = out_detail != NULL ? out_detail : &ignored;
+  *detail = NULL;
+  ALN_ENSURE(out != NULL && (args != NULL || num_args == 0), ALN_ERR_USAGE);
+  *out = NULL;
+  ALN_GUARD(list_args(&after, &limit, detail, args, num_args));
+  uint32_t page_size = ALN_API_LIST_DEFAULT;
+  if (limit != NULL && parse_limit(&page_size, limit) != ALN_OK)
+    return refuse(detail, LIST_LIMIT_DETAIL, ALN_ERR_USAGE);
+  /* An empty after is the first page, so a client can pass back whatever
+   * next_after it holds, from the start on. */
+  if (after == NULL)
+    after = "";
+  if (after[0] != '\0' && !aln_cred_name_valid(after, strlen(after)))
+    return refuse(detail, LIST_AFTER_DETAIL, ALN_ERR_BAD_NAME);
+
+  ALN_GUARD_GOTO(st, rpc_new(&rpc), out);
+  rpc->name = strdup(after);
+  ALN_ENSURE_GOTO(st, rpc->name != NULL, ALN_ERR_NOMEM, out);
+  aileron__v1__list_credentials_request__init(&rpc->list);
+  rpc->list.page_after = rpc->name;
+  rpc->list.page_size = page_size;
+  rpc->req.body_case = AILERON__V1__REQUEST__BODY_LIST_CREDENTIALS;
+  rpc->req.list_credentials = &rpc->list;
+  *out = rpc;
+  rpc = NULL;
+  st = ALN_OK;
+out:
+  aln_api_rpc_free(rpc);
+  return st;
 }
 
 static aln_status rpc_revoke(struct aln_api_rpc **out, const char *name) {
@@ -305,8 +387,8 @@ static aln_status rpc_revoke(struct aln_api_rpc **out, const char *name) {
   return ALN_OK;
 }
 
-static const char *const put_keys[] = {"name",   "secret_b64", "injection", "allow",
-                                       "ca_pem", "expires_at", "replace",   NULL};
+static const char *const put_keys[] = {"name",       "secret_b64", "injection", "allow", "ca_pem",
+                                       "expires_at", "replace",    "kind",      NULL};
 static const char *const injection_keys[] = {"kind", "header", NULL};
 
 /* parse_injection fills the injection of |b| from {"kind":"bearer"} or
@@ -385,6 +467,12 @@ static aln_status parse_put_fields(struct aln_api_rpc *rpc) {
   ALN_ENSURE(expires_at >= 0, ALN_ERR_USAGE);
   json_t *replace = json_object_get(doc, "replace");
   ALN_ENSURE(replace == NULL || json_is_boolean(replace), ALN_ERR_BAD_JSON);
+  /* Only static secrets exist so far; a kind the host cannot name is refused here
+   * rather than stored as a secret. */
+  const char *kind;
+  size_t kind_len;
+  ALN_GUARD(json_str(&kind, &kind_len, doc, "kind", 0));
+  ALN_ENSURE(kind == NULL || (kind_len == 6 && strcmp(kind, "secret") == 0), ALN_ERR_USAGE);
 
   aileron__v1__put_credential_request__init(&rpc->put);
   rpc->put.name = (char *)name;
@@ -393,6 +481,7 @@ static aln_status parse_put_fields(struct aln_api_rpc *rpc) {
   rpc->put.binding = &rpc->binding;
   rpc->put.expires_at = expires_at;
   rpc->put.replace = replace != NULL && json_is_true(replace);
+  rpc->put.kind = AILERON__V1__CREDENTIAL_KIND__CREDENTIAL_KIND_SECRET;
   rpc->req.body_case = AILERON__V1__REQUEST__BODY_PUT_CREDENTIAL;
   rpc->req.put_credential = &rpc->put;
   return ALN_OK;
@@ -580,8 +669,12 @@ out:
   return rc;
 }
 
-static json_t *error_doc(aln_status st) {
-  return json_pack("{s:{s:s,s:s}}", "error", "code", aln_status_name(st), "message", aln_strerror(st));
+/* error_doc describes |st|; |detail| (a constant of this file, never the caller's
+ * bytes; NULL for the status table's text) says more where the code alone would
+ * leave the caller guessing which part of the request was wrong. */
+static json_t *error_doc(aln_status st, const char *detail) {
+  return json_pack("{s:{s:s,s:s}}", "error", "code", aln_status_name(st), "message",
+                   detail != NULL ? detail : aln_strerror(st));
 }
 
 /* ---- protobuf answers to JSON -------------------------------------------- */
@@ -592,6 +685,10 @@ static json_t *injection_json(const Aileron__V1__Binding *b) {
   if (b != NULL && b->injection == AILERON__V1__INJECTION_KIND__INJECTION_KIND_HEADER)
     return json_pack("{s:s,s:s}", "kind", "header", "header", b->header_name);
   return json_pack("{s:s}", "kind", "unspecified");
+}
+
+static const char *kind_name(Aileron__V1__CredentialKind kind) {
+  return kind == AILERON__V1__CREDENTIAL_KIND__CREDENTIAL_KIND_SECRET ? "secret" : "unspecified";
 }
 
 /* info_json describes a credential; NULL if the enclave sent something that is not
@@ -609,9 +706,10 @@ static json_t *info_json(const Aileron__V1__CredentialInfo *ci) {
       return NULL;
     }
   }
-  return json_pack("{s:s,s:I,s:o,s:o,s:b,s:I,s:I,s:b}", "name", ci->name, "version", (json_int_t)ci->version,
-                   "injection", injection_json(ci->binding), "allow", allow, "has_ca", (int)ci->has_ca, "created_at",
-                   (json_int_t)ci->created_at, "expires_at", (json_int_t)ci->expires_at, "revoked", (int)ci->revoked);
+  return json_pack("{s:s,s:s,s:I,s:o,s:o,s:b,s:I,s:I,s:b}", "name", ci->name, "kind", kind_name(ci->kind), "version",
+                   (json_int_t)ci->version, "injection", injection_json(ci->binding), "allow", allow, "has_ca",
+                   (int)ci->has_ca, "created_at", (json_int_t)ci->created_at, "expires_at", (json_int_t)ci->expires_at,
+                   "revoked", (int)ci->revoked);
 }
 
 /* use_json renders an upstream answer. Header lines that are not UTF-8 are dropped
@@ -689,9 +787,11 @@ struct api_req {
   int name_ok;
   struct aln_session session;
   struct aln_cbb body;
-  aln_status early;    /* refusal decided from the headers, answered after the body */
-  unsigned early_http; /* its HTTP status when not the category's (405) */
-  size_t drained;      /* body bytes read and dropped for a refused request */
+  aln_status early;         /* refusal decided from the headers, answered after the body */
+  unsigned early_http;      /* its HTTP status when not the category's (405) */
+  const char *detail;       /* a constant error message for a refusal, or NULL */
+  size_t drained;           /* body bytes read and dropped for a refused request */
+  struct aln_api_rpc *list; /* GET /v1/credentials: the page asked for, parsed from the query */
 };
 
 static enum route route_of(struct api_req *r, const char *url) {
@@ -778,7 +878,7 @@ static enum MHD_Result answer(struct aln_api *api, struct MHD_Connection *conn, 
   const char *allow = NULL;
   if (st != ALN_OK) {
     json_decref(doc);
-    doc = error_doc(st);
+    doc = error_doc(st, r->detail);
     if (http != MHD_HTTP_METHOD_NOT_ALLOWED)
       http = (unsigned)aln_status_http(st);
     else
@@ -832,29 +932,36 @@ static aln_status do_health(struct aln_api *api, json_t **doc) {
   return *doc != NULL ? ALN_OK : ALN_ERR_NOMEM;
 }
 
-static aln_status do_list(struct aln_api *api, json_t **doc) {
+/* do_list forwards the one page asked for in |rpc| and answers it with where the
+ * next one starts. The enclave's page is checked before it is shown: no more
+ * entries than asked, and a next_page_after that is a name, since it goes back
+ * into a client's URL. */
+static aln_status do_list(struct aln_api *api, json_t **doc, struct aln_api_rpc *rpc) {
   aln_status st = ALN_ERR_INTERNAL;
-  struct aln_api_rpc *rpc = NULL;
   Aileron__V1__Response *resp = NULL;
   json_t *list = NULL;
-  ALN_GUARD_GOTO(st, rpc_list(&rpc), out);
+  ALN_ENSURE(rpc != NULL, ALN_ERR_INTERNAL);
   ALN_GUARD_GOTO(st, forward(api, &resp, rpc, AILERON__V1__RESPONSE__BODY_LIST_CREDENTIALS), out);
-  ALN_ENSURE_GOTO(st, resp->list_credentials != NULL, ALN_ERR_MALFORMED, out);
+  const Aileron__V1__ListCredentialsResponse *lr = resp->list_credentials;
+  ALN_ENSURE_GOTO(st, lr != NULL && lr->n_credentials <= rpc->list.page_size, ALN_ERR_MALFORMED, out);
+  const char *next = lr->next_page_after != NULL ? lr->next_page_after : "";
+  ALN_ENSURE_GOTO(st, next[0] == '\0' || aln_cred_name_valid(next, strlen(next)), ALN_ERR_MALFORMED, out);
   list = json_array();
   ALN_ENSURE_GOTO(st, list != NULL, ALN_ERR_NOMEM, out);
-  for (size_t i = 0; i < resp->list_credentials->n_credentials; i++) {
-    json_t *info = info_json(resp->list_credentials->credentials[i]);
+  for (size_t i = 0; i < lr->n_credentials; i++) {
+    json_t *info = info_json(lr->credentials[i]);
     ALN_ENSURE_GOTO(st, info != NULL, ALN_ERR_MALFORMED, out);
     ALN_ENSURE_GOTO(st, json_array_append_new(list, info) == 0, ALN_ERR_NOMEM, out);
   }
-  *doc = json_pack("{s:o}", "credentials", list);
+  /* next_after is left out on the last page. */
+  *doc = next[0] != '\0' ? json_pack("{s:o,s:s}", "credentials", list, "next_after", next)
+                         : json_pack("{s:o}", "credentials", list);
   list = NULL;
   st = *doc != NULL ? ALN_OK : ALN_ERR_NOMEM;
 out:
   json_decref(list);
   if (resp != NULL)
     aileron__v1__response__free_unpacked(resp, NULL);
-  aln_api_rpc_free(rpc);
   return st;
 }
 
@@ -922,6 +1029,33 @@ out:
   return st;
 }
 
+/* Query arguments as MHD split them, up to one more than any call takes. */
+struct query_args {
+  struct aln_api_query_arg args[ALN_API_QUERY_ARGS_MAX + 1];
+  size_t num;
+};
+
+static enum MHD_Result query_collect(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+  (void)kind;
+  struct query_args *q = cls;
+  if (q->num == sizeof(q->args) / sizeof(q->args[0]))
+    return MHD_NO; /* enough to know there are too many */
+  q->args[q->num++] = (struct aln_api_query_arg){.key = key, .value = value};
+  return MHD_YES;
+}
+
+/* parse_query checks the query against the route, as strictly as a JSON body: only
+ * the list takes arguments; it keeps the parsed page in |r|. */
+static aln_status parse_query(struct api_req *r, struct MHD_Connection *conn) {
+  struct query_args q = {.num = 0};
+  (void)MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, query_collect, &q);
+  if (r->route == ROUTE_CREDENTIALS && r->method == METHOD_GET)
+    return aln_api_parse_list(&r->list, &r->detail, q.args, q.num);
+  if (q.num != 0)
+    return refuse(&r->detail, "this call takes no query parameters", ALN_ERR_USAGE);
+  return ALN_OK;
+}
+
 /* api_begin decides everything the headers allow: route, method, credentials,
  * declared size. It answers at once on failure, so no body is read. */
 static enum MHD_Result api_begin(struct aln_api *api, struct MHD_Connection *conn, struct api_req *r, const char *url,
@@ -942,6 +1076,8 @@ static enum MHD_Result api_begin(struct aln_api *api, struct MHD_Connection *con
     st = authenticate(api, r, conn);
     if (st == ALN_OK && (r->route == ROUTE_CREDENTIAL || r->route == ROUTE_USE) && !r->name_ok)
       st = ALN_ERR_BAD_NAME;
+    if (st == ALN_OK)
+      st = parse_query(r, conn);
   }
   aln_status size_st = content_length_ok(conn);
   if (st == ALN_OK)
@@ -971,7 +1107,7 @@ static enum MHD_Result api_finish(struct aln_api *api, struct MHD_Connection *co
   } else if (r->route == ROUTE_HEALTH) {
     st = do_health(api, &doc);
   } else if (r->route == ROUTE_CREDENTIALS && r->method == METHOD_GET) {
-    st = do_list(api, &doc);
+    st = do_list(api, &doc, r->list);
   } else if (r->route == ROUTE_CREDENTIALS) {
     st = do_put(api, &doc, body, len);
     http = MHD_HTTP_CREATED;
@@ -1025,6 +1161,7 @@ static void api_completed(void *cls, struct MHD_Connection *conn, void **con_cls
   if (r == NULL)
     return;
   aln_cbb_cleanup(&r->body); /* wipes: the body may hold a secret */
+  aln_api_rpc_free(r->list);
   aln_wipe(r, sizeof(*r));
   free(r);
   *con_cls = NULL;

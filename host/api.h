@@ -6,11 +6,13 @@
  *
  * Routes (every error answer is {"error":{"code":NAME,"message":TEXT}}):
  *   GET    /v1/health                      no auth        -> Health
- *   GET    /v1/credentials                 operator token -> ListCredentials
+ *   GET    /v1/credentials?after=&limit=   operator token -> ListCredentials (one page)
  *   POST   /v1/credentials                 operator token -> PutCredential
  *   DELETE /v1/credentials/{name}          operator token -> RevokeCredential
  *   POST   /v1/sessions                    operator token -> (local) new session
- *   POST   /v1/credentials/{name}/request  session token  -> UseCredential */
+ *   POST   /v1/credentials/{name}/request  session token  -> UseCredential
+ * Query parameters are refused on every route but the list, and there any but
+ * after and limit (each at most once). */
 #ifndef ALN_HOST_API_H
 #define ALN_HOST_API_H
 
@@ -31,6 +33,9 @@
 #define ALN_API_CA_PEM_MAX (64 * 1024)
 #define ALN_API_SESSION_TTL_DEFAULT 3600
 #define ALN_API_OPERATOR_TOKEN_LEN 64 /* hex of 32 random bytes */
+#define ALN_API_LIST_DEFAULT 100      /* credentials per page when limit is not given */
+#define ALN_API_LIST_MAX 1000         /* the enclave's largest page (ListCredentialsRequest.page_size) */
+#define ALN_API_QUERY_ARGS_MAX 8      /* query arguments looked at; more are refused */
 
 /* aln_api_forward_fn sends |req| to the enclave; same contract as
  * aln_enclave_client_call: ALN_OK with *out set on success, the enclave's status
@@ -83,8 +88,26 @@ struct aln_api_rpc;
  * ALN_API_BODY_MAX) into a PutCredential request in *out. Errors: ALN_ERR_TOO_LARGE,
  * ALN_ERR_BAD_JSON (syntax, duplicate or unknown keys, wrong types, bad base64),
  * ALN_ERR_BAD_NAME, ALN_ERR_BAD_INJECTION, ALN_ERR_BAD_URL, ALN_ERR_USAGE (empty
- * secret, no allowed prefix, negative expiry). Free with aln_api_rpc_free. */
+ * secret, no allowed prefix, negative expiry, a "kind" other than "secret"). Free with aln_api_rpc_free. */
 aln_status aln_api_parse_put(struct aln_api_rpc **out, const uint8_t *body, size_t len) ALN_WUR;
+
+/* One query argument as the HTTP server split it: |value| is NULL when the
+ * argument had no '='. Neither is percent-decoded (names never need it). */
+struct aln_api_query_arg {
+  const char *key;
+  const char *value;
+};
+
+/* aln_api_parse_list parses the |num_args| query arguments of GET /v1/credentials
+ * into a ListCredentials request for one page in *out: "after" (a credential
+ * name: the page starts after it; empty or absent: from the first) and "limit"
+ * (a decimal number, 1..ALN_API_LIST_MAX; absent: ALN_API_LIST_DEFAULT; 0 is
+ * refused, since "zero credentials" is not a page), each at most once. Errors:
+ * ALN_ERR_USAGE (unknown, repeated or valueless argument, bad limit),
+ * ALN_ERR_BAD_NAME (after). *out_detail (may be NULL) receives a constant message
+ * saying what was wrong, or NULL. Free with aln_api_rpc_free. */
+aln_status aln_api_parse_list(struct aln_api_rpc **out, const char **out_detail, const struct aln_api_query_arg *args,
+                              size_t num_args) ALN_WUR;
 
 /* aln_api_parse_use parses a POST /v1/credentials/{name}/request body into a
  * UseCredential request for credential |name| on behalf of |actor| (both copied).

@@ -30,10 +30,10 @@ static void usage(FILE *f) {
              "\n"
              "operator commands (use STATE/operator.token):\n"
              "  credential add NAME (--bearer | --header HNAME) --allow PREFIX [--allow PREFIX ...]\n"
-             "                 [--ca FILE] [--secret-file FILE] [--expires-at UNIX] [--replace]\n"
+             "                 [--ca FILE] [--secret-file FILE] [--expires-at UNIX] [--replace] [--kind secret]\n"
              "      the secret is read from --secret-file or stdin (one trailing newline is removed);\n"
              "      it is never accepted on the command line\n"
-             "  credential list\n"
+             "  credential list                      every credential, fetched page by page\n"
              "  credential revoke NAME\n"
              "  session new [--ttl SECONDS]          prints the session token alone on line 1\n"
              "\n"
@@ -288,6 +288,7 @@ static int cmd_credential_add(const struct aln_daemon_paths *paths, int argc, ch
                                            {"expires-at", required_argument, NULL, 'e'},
                                            {"replace", no_argument, NULL, 'r'},
                                            {"secret", optional_argument, NULL, 'S'},
+                                           {"kind", required_argument, NULL, 'k'},
                                            {NULL, 0, NULL, 0}};
   int bearer = 0, replace = 0, rc = 2, c;
   const char *header = NULL, *ca_path = NULL, *secret_path = NULL;
@@ -328,6 +329,13 @@ static int cmd_credential_add(const struct aln_daemon_paths *paths, int argc, ch
       break;
     case 'r':
       replace = 1;
+      break;
+    case 'k':
+      /* The only kind so far; the option is here so scripts can say it. */
+      if (strcmp(optarg, "secret") != 0) {
+        rc = usage_error("--kind takes secret (the only kind so far)");
+        goto out;
+      }
       break;
     case 'S':
       fprintf(stderr, "aileron: --secret is refused: a secret on the command line is visible to other users in "
@@ -398,8 +406,8 @@ static int cmd_credential_add(const struct aln_daemon_paths *paths, int argc, ch
   }
   injection =
       bearer ? json_pack("{s:s}", "kind", "bearer") : json_pack("{s:s,s:s}", "kind", "header", "header", header);
-  doc = json_pack("{s:s,s:s,s:O,s:O,s:b}", "name", argv[optind], "secret_b64", (const char *)b64.p, "injection",
-                  injection, "allow", allow, "replace", replace);
+  doc = json_pack("{s:s,s:s,s:s,s:O,s:O,s:b}", "name", argv[optind], "kind", "secret", "secret_b64",
+                  (const char *)b64.p, "injection", injection, "allow", allow, "replace", replace);
   if (doc == NULL) {
     rc = usage_error("NAME and --header must be UTF-8 text");
     goto out;
@@ -429,6 +437,56 @@ out:
 
 /* ---- the other commands --------------------------------------------------- */
 
+/* cmd_credential_list fetches every page, following next_after, and prints all the
+ * credentials as one {"credentials":[...]}, as one call printed them before
+ * paging. Each next_after must be a name past the one before, so a daemon cannot
+ * keep the CLI looping or steer its next URL. */
+static int cmd_credential_list(const struct aln_daemon_paths *paths) {
+  struct aln_secret token = {0};
+  json_t *all = json_array(), *page = NULL, *doc = NULL;
+  char after[ALN_NAME_MAX + 1] = "";
+  int rc;
+  if (all == NULL)
+    return fail("memory", ALN_ERR_NOMEM);
+  if ((rc = load_operator_token(&token, paths)) != 0)
+    goto out;
+  for (;;) {
+    char path[sizeof("/v1/credentials?limit=&after=") + 16 + ALN_NAME_MAX];
+    snprintf(path, sizeof(path), "/v1/credentials?limit=%d%s%s", ALN_API_LIST_MAX, after[0] ? "&after=" : "", after);
+    if ((rc = call(paths, "GET", path, &token, NULL, 0, &page)) != 0)
+      goto out;
+    rc = 1;
+    json_t *creds = json_object_get(page, "credentials"), *next = json_object_get(page, "next_after");
+    if (!json_is_array(creds) || json_array_extend(all, creds) != 0) {
+      fprintf(stderr, "aileron: unexpected answer from the daemon\n");
+      goto out;
+    }
+    if (next == NULL || json_is_null(next))
+      break;
+    const char *n = json_string_value(next);
+    if (n == NULL || !aln_cred_name_valid(n, strlen(n)) || strcmp(n, after) <= 0) {
+      fprintf(stderr, "aileron: the daemon answered pages out of order\n");
+      goto out;
+    }
+    memcpy(after, n, strlen(n) + 1);
+    json_decref(page);
+    page = NULL;
+  }
+  doc = json_pack("{s:O}", "credentials", all);
+  if (doc == NULL || json_dumpf(doc, stdout, JSON_INDENT(2)) != 0) {
+    rc = fail("output", ALN_ERR_IO);
+    goto out;
+  }
+  fputc('\n', stdout);
+  rc = 0;
+out:
+  json_decref(doc);
+  json_decref(page);
+  json_decref(all);
+  aln_secret_free(&token);
+  return rc;
+}
+
 static int cmd_credential(const struct aln_daemon_paths *paths, int argc, char **argv) {
   if (argc < 1)
     return usage_error("credential needs add, list or revoke");
@@ -439,8 +497,7 @@ static int cmd_credential(const struct aln_daemon_paths *paths, int argc, char *
   if (strcmp(argv[0], "list") == 0) {
     if (argc != 1)
       return usage_error("credential list takes no argument");
-    if ((rc = load_operator_token(&token, paths)) == 0)
-      rc = call(paths, "GET", "/v1/credentials", &token, NULL, 1, NULL);
+    return cmd_credential_list(paths);
   } else if (strcmp(argv[0], "revoke") == 0) {
     if (argc != 2)
       return usage_error("credential revoke needs exactly one NAME");

@@ -1,9 +1,10 @@
 /* fuzz-links: aln_host
- * The HTTP API's JSON request parsers without a server. The first input byte
- * picks the parser (0: PutCredential, 1: UseCredential, 2: session), the rest is
- * the request body. Properties: failures leave no request behind and use only
- * caller-error codes; a request that parses satisfies the validation rules and
- * packs to protobuf bytes that unpack to the same fields. */
+ * The HTTP API's request parsers without a server. The first input byte picks
+ * the parser (0: PutCredential, 1: UseCredential, 2: session, 3: the list's
+ * query, split at '&' and '=' as the HTTP server splits it), the rest is the
+ * request body or query. Properties: failures leave no request behind and use
+ * only caller-error codes; a request that parses satisfies the validation rules
+ * and packs to protobuf bytes that unpack to the same fields. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,8 @@ static void check_put(const Aileron__V1__Request *req) {
     abort();
   if (!aln_cred_name_valid(p->name, strlen(p->name)) || p->secret.len == 0 || p->expires_at < 0)
     abort();
+  if (p->kind != AILERON__V1__CREDENTIAL_KIND__CREDENTIAL_KIND_SECRET)
+    abort();
   const Aileron__V1__Binding *b = p->binding;
   if (b->n_allowed_prefixes < 1 || b->n_allowed_prefixes > ALN_API_ALLOW_MAX)
     abort();
@@ -74,6 +77,53 @@ static void check_use(const Aileron__V1__Request *req) {
   }
 }
 
+static void check_list(const Aileron__V1__Request *req) {
+  const Aileron__V1__ListCredentialsRequest *l = req->list_credentials;
+  if (req->body_case != AILERON__V1__REQUEST__BODY_LIST_CREDENTIALS || l == NULL || l->page_after == NULL)
+    abort();
+  if (l->page_size < 1 || l->page_size > ALN_API_LIST_MAX)
+    abort();
+  if (l->page_after[0] != '\0' && !aln_cred_name_valid(l->page_after, strlen(l->page_after)))
+    abort();
+}
+
+/* fuzz_list splits |query| into arguments (up to one more than the parser looks
+ * at, as the server collects them) and parses them. */
+static void fuzz_list(const uint8_t *query, size_t len) {
+  char *copy = malloc(len + 1);
+  if (copy == NULL)
+    abort();
+  memcpy(copy, query, len);
+  copy[len] = '\0';
+  struct aln_api_query_arg args[ALN_API_QUERY_ARGS_MAX + 1];
+  size_t n = 0;
+  char *save = NULL;
+  for (char *tok = strtok_r(copy, "&", &save); tok != NULL && n < ALN_API_QUERY_ARGS_MAX + 1;
+       tok = strtok_r(NULL, "&", &save)) {
+    char *eq = strchr(tok, '=');
+    if (eq != NULL)
+      *eq = '\0';
+    args[n++] = (struct aln_api_query_arg){.key = tok, .value = eq != NULL ? eq + 1 : NULL};
+  }
+  struct aln_api_rpc *rpc = NULL;
+  const char *detail = NULL;
+  aln_status st = aln_api_parse_list(&rpc, &detail, args, n);
+  if (st != ALN_OK) {
+    check_failure(st);
+    if (rpc != NULL || detail == NULL)
+      abort();
+  } else {
+    if (detail != NULL)
+      abort();
+    check_list(aln_api_rpc_request(rpc));
+    Aileron__V1__Request *back = round_trip(aln_api_rpc_request(rpc));
+    check_list(back);
+    aileron__v1__request__free_unpacked(back, NULL);
+  }
+  aln_api_rpc_free(rpc);
+  free(copy);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   aln_api_json_init();
   if (size < 1)
@@ -82,7 +132,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t len = size - 1;
   struct aln_api_rpc *rpc = NULL;
   aln_status st;
-  switch (data[0] % 3) {
+  if (data[0] % 4 == 3) {
+    fuzz_list(body, len);
+    return 0;
+  }
+  switch (data[0] % 4) {
   case 0:
     st = aln_api_parse_put(&rpc, body, len);
     break;
@@ -106,7 +160,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     return 0;
   }
   Aileron__V1__Request *back = round_trip(aln_api_rpc_request(rpc));
-  if (data[0] % 3 == 0) {
+  if (data[0] % 4 == 0) {
     check_put(aln_api_rpc_request(rpc));
     check_put(back);
     const Aileron__V1__PutCredentialRequest *a = aln_api_rpc_request(rpc)->put_credential, *b = back->put_credential;

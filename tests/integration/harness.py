@@ -128,8 +128,11 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 class Stack:
     """nginx + enclave + host daemon in one temporary directory."""
 
-    def __init__(self, dev=True, provider="local", enclave_env=None):
-        """|provider| and |enclave_env| (extra variables) configure the enclave."""
+    def __init__(self, dev=True, provider="local", enclave_env=None, enclave_dir=None, epoch_file=None):
+        """|provider| and |enclave_env| (extra variables) configure the enclave.
+        |enclave_dir| and |epoch_file| put its data dir and rollback epoch file
+        elsewhere than in the stack's directory (e.g. on a small filesystem the
+        caller mounted); the caller then owns and removes them."""
         self.dir = tempfile.mkdtemp(prefix="aileron-it-")
         os.chmod(self.dir, 0o700)
         self.procs = []
@@ -142,13 +145,13 @@ class Stack:
                                  "nginx.log")
         wait_for(lambda: self._port_open(self.ng_port), what="nginx")
 
-        self.enclave_dir = f"{self.dir}/enclave"
+        self.enclave_dir = enclave_dir or f"{self.dir}/enclave"
         self.host_dir = f"{self.dir}/host"
         out = run([HOST_BIN, "host-key", "--state-dir", self.host_dir]).stdout.decode()
         self.host_crt = f"{self.host_dir}/host.crt"
         assert os.path.exists(self.host_crt), out
         # The rollback epoch file sits next to the data dir, never inside it.
-        self.epoch_file = f"{self.dir}/epoch"
+        self.epoch_file = epoch_file or f"{self.dir}/epoch"
         # Values may name files of this stack: "{dir}" is its directory.
         extra = {k: v.format(dir=self.dir) for k, v in (enclave_env or {}).items()}
         self.enclave_env = {**os.environ, "AILERON_TEE_PROVIDER": provider, "AILERON_EPOCH_FILE": self.epoch_file,
@@ -396,3 +399,26 @@ def make_client_identity(d, name):
 def secret_forms(secret):
     """The secret and the encodings it could leak in."""
     return [secret, base64.b64encode(secret), secret.hex().encode(), hashlib.sha256(secret).hexdigest().encode()]
+
+
+def attested_conn(port, cert, key):
+    """An EnclaveConn with the identity |cert|/|key| that has completed Attest, so
+    credential RPCs go through. The evidence is not checked: this client drives the
+    enclave's RPCs directly (for speed, or to send what the host never would); the
+    host's own checks are tested elsewhere."""
+    conn = EnclaveConn(port, cert, key)
+    conn.send(frame(request(ATTEST, field_bytes(1, os.urandom(32)))))
+    resp = conn.recv_response()
+    if resp is None or resp[0] != 0:
+        conn.close()
+        raise AssertionError(f"Attest refused: {resp}")
+    return conn
+
+
+def rpc(conn, body_field, body=b""):
+    """Sends one request on |conn| and returns its (status, message, fields)."""
+    conn.send(frame(request(body_field, body)))
+    resp = conn.recv_response()
+    if resp is None:
+        raise AssertionError("the enclave closed the connection without an answer")
+    return resp

@@ -117,3 +117,46 @@ def parse_single_credential(body):
 def parse_list(body):
     """ListCredentialsResponse{repeated credentials = 1} as a list of dicts."""
     return [parse_credential_info(v) for num, v in parse_fields(body) if num == 1]
+
+
+# CredentialKind
+KIND_UNSPECIFIED, KIND_SECRET = 0, 1
+
+
+def put_credential_of_kind(name, secret, binding_bytes, kind, replace=False):
+    """PutCredentialRequest with CredentialKind |kind| (field 6), any number, even one
+    the enclave does not know; 0 is left out as proto3 does."""
+    out = put_credential(name, secret, binding_bytes, replace=replace)
+    if kind:
+        out += field_varint(6, kind)
+    return out
+
+
+def list_credentials(page_after="", page_size=0):
+    """ListCredentialsRequest{page_after = 1, page_size = 2}; zero values left out."""
+    out = b""
+    if page_after:
+        out += field_string(1, page_after)
+    if page_size:
+        out += field_varint(2, page_size)
+    return out
+
+
+def credential_kind(info_bytes):
+    """The CredentialKind (field 8) of one serialized CredentialInfo, 0 if absent."""
+    kinds = [v for num, v in parse_fields(info_bytes) if num == 8]
+    return kinds[-1] if kinds else 0
+
+
+def parse_list_page(body):
+    """ListCredentialsResponse as (credentials, next_page_after): each credential as
+    parse_credential_info gives it, plus its "kind"."""
+    infos, next_after = [], ""
+    for num, v in parse_fields(body):
+        if num == 1:
+            info = parse_credential_info(v)
+            info["kind"] = credential_kind(v)
+            infos.append(info)
+        elif num == 2:
+            next_after = v.decode()
+    return infos, next_after

@@ -8,8 +8,9 @@ import struct
 import time
 import unittest
 
-from harness import (ATTEST, HEALTH, LIST, PUT, EnclaveConn, Stack, field_bytes, frame, make_client_identity,
-                     request, run, status_code)
+import pb
+from harness import (ATTEST, HEALTH, LIST, PUT, EnclaveConn, Stack, attested_conn, field_bytes, frame,
+                     make_client_identity, request, rpc, run, status_code)
 
 # categories of proto/status.h
 USAGE, AUTH, DENIED, PROTO = 0x01, 0x02, 0x03, 0x06
@@ -19,6 +20,8 @@ ERR_TRAILING = status_code(PROTO, 2)
 ERR_VERSION = status_code(PROTO, 6)
 ERR_NOT_ENROLLED = status_code(DENIED, 3)
 ERR_NOT_ATTESTED = status_code(DENIED, 4)
+ERR_USAGE = status_code(USAGE, 1)
+ERR_BAD_NAME = status_code(USAGE, 2)
 
 
 class BadInput(unittest.TestCase):
@@ -101,7 +104,10 @@ class BadInput(unittest.TestCase):
                     b'{"name":"ok","secret_b64":"!!!","injection":{"kind":"bearer"},"allow":["https://x/"]}',
                     b'{"name":"ok","secret_b64":"eHg=","injection":{"kind":"bearer"},"allow":["https://x/"],"zz":1}',
                     b'{"name":"../etc","secret_b64":"eHg=","injection":{"kind":"bearer"},"allow":["https://x/"]}',
-                    b'{"name":"ok","secret_b64":"eHg=","injection":{"kind":"bearer"},"allow":["http://x/"]}']:
+                    b'{"name":"ok","secret_b64":"eHg=","injection":{"kind":"bearer"},"allow":["http://x/"]}',
+                    b'{"name":"ok","kind":"oauth","secret_b64":"eHg=","injection":{"kind":"bearer"},'
+                    b'"allow":["https://x/"]}',
+                    b'{"name":"ok","kind":7,"secret_b64":"eHg=","injection":{"kind":"bearer"},"allow":["https://x/"]}']:
             code, doc, _ = self.s.http("POST", "/v1/credentials", token=t, raw=raw)
             self.assertEqual(code, 400, raw)
             self.assertTrue(doc["error"]["code"].startswith("ALN_ERR_"), raw)
@@ -187,6 +193,56 @@ class BadInput(unittest.TestCase):
         c.send(frame(request(LIST)))
         self.expect_error_then_close(c, ERR_NOT_ATTESTED)
         self.assertStoreUnchanged()
+
+    def test_list_page_refusals(self):
+        c = attested_conn(self.s.enclave_port, *self.enrolled)
+        self.addCleanup(c.close)
+        for body, code in [(pb.list_credentials(page_size=1001), ERR_USAGE),
+                           (pb.list_credentials(page_size=2**32 - 1), ERR_USAGE),
+                           (pb.list_credentials(page_after="../etc"), ERR_BAD_NAME),
+                           (pb.list_credentials(page_after="-rf", page_size=10), ERR_BAD_NAME),
+                           (pb.list_credentials(page_after="a" * 65), ERR_BAD_NAME),
+                           (pb.list_credentials(page_after="a\u00e9"), ERR_BAD_NAME)]:
+            status, message, fields = rpc(c, LIST, body)
+            self.assertEqual(status, code, (body, message))
+            self.assertTrue(message)
+            self.assertNotIn(LIST, fields, "a refused list answered credentials")
+        # The bounds themselves are pages: the largest, and the smallest with where
+        # the next one starts.
+        status, message, fields = rpc(c, LIST, pb.list_credentials(page_size=1000))
+        self.assertEqual(status, 0, message)
+        self.assertIn("gh", [i["name"] for i in pb.parse_list_page(fields.get(LIST, b""))[0]])
+        status, message, fields = rpc(c, LIST, pb.list_credentials(page_size=1))
+        self.assertEqual(status, 0, message)
+        infos, next_after = pb.parse_list_page(fields.get(LIST, b""))
+        self.assertEqual(len(infos), 1)
+        self.assertEqual(next_after, "" if infos[0]["name"] == "gh" else infos[0]["name"])
+        self.assertEqual(infos[0]["kind"], pb.KIND_SECRET)
+        self.assertStoreUnchanged()
+
+    def test_unknown_credential_kind_refused(self):
+        c = attested_conn(self.s.enclave_port, *self.enrolled)
+        self.addCleanup(c.close)
+        binding = pb.binding(pb.BEARER, [self.s.upstream("/v1/")])
+        # 7: unknown; 2: the next number, for a kind this build does not have yet;
+        # 2**64 - 1: -1 as a proto3 enum travels.
+        for kind in (7, 2, 2**64 - 1):
+            name = f"kind-{kind % 1000}"
+            status, message, fields = rpc(c, PUT, pb.put_credential_of_kind(name, b"kind-secret-0123456789", binding,
+                                                                            kind))
+            self.assertEqual(status, ERR_USAGE, (kind, message))
+            self.assertNotIn(PUT, fields)
+            status, message, fields = rpc(c, LIST, pb.list_credentials(page_size=1000))
+            self.assertEqual(status, 0, message)
+            self.assertNotIn(name, [i["name"] for i in pb.parse_list_page(fields.get(LIST, b""))[0]])
+        after = self.s.db_snapshot()
+        self.assertEqual(after["credentials"], self.before["credentials"])
+        self.assertEqual(after["hosts"], self.before["hosts"])
+        # Each refusal is audited like any refused put: one "deny" row, nothing else.
+        new_rows = after["audit"][len(self.before["audit"]):]
+        self.assertEqual(after["audit"][:len(self.before["audit"])], self.before["audit"])
+        self.assertEqual([(r[4], r[5], r[8], r[9]) for r in new_rows],
+                         [("put", f"kind-{k % 1000}", "deny", ERR_USAGE) for k in (7, 2, 2**64 - 1)])
 
     def test_tls12_and_certless_clients_refused(self):
         with self.assertRaises((ssl.SSLError, ConnectionResetError, OSError)):

@@ -2,11 +2,14 @@
 An agent with a session token uses a credential it never sees; the enclave injects
 it, checks the destination, verifies upstream TLS, redacts echoes, and audits."""
 
+import json
 import os
+import random
 import sqlite3
 import unittest
 
-from harness import Stack, secret_forms
+import pb
+from harness import LIST, PUT, REVOKE, Stack, attested_conn, rpc, secret_forms
 
 SECRET = b"sk-live-aileron-TEST-6f1c2d9e8b7a4c3d2e1f0a9b"
 HEADER_SECRET = b"hk-aileron-TEST-0c9d8e7f6a5b4c3d2e1f"
@@ -156,6 +159,122 @@ class SystemTrustStore(unittest.TestCase):
             self.assertIn("GET /v1/sys auth=[Bearer " + SECRET.decode() + "]", s.nginx_log())
         finally:
             s.close()
+
+
+class Paging(unittest.TestCase):
+    """GET /v1/credentials answers one page at a time, through the real stack: 250
+    credentials (stored straight through the enclave's RPCs, in shuffled order,
+    some replaced and some revoked) come back in name order, each exactly once, in
+    pages of the size asked with next_after pointing at the next; the CLI follows
+    every page."""
+
+    NUM = 250
+
+    @classmethod
+    def setUpClass(cls):
+        cls.s = s = Stack()
+        rng = random.Random(250)
+        # Names that sort differently by case, digit and punctuation: the enclave's
+        # order (bytewise) is what Python's sorted() gives for ASCII.
+        stems = ["A", "a", "Z.", "b_", "0-", "q"]
+        cls.names = [f"{stems[i % len(stems)]}{rng.randrange(10**6):06d}-{i}" for i in range(cls.NUM)]
+        order = cls.names[:]
+        rng.shuffle(order)
+        binding = pb.binding(pb.BEARER, [s.upstream("/v1/")])
+        conn = attested_conn(s.enclave_port, s.host_crt, f"{s.host_dir}/host.key")
+        try:
+            for i, name in enumerate(order):
+                # Both ways of saying "a static secret": the kind left out, and said.
+                kind = pb.KIND_SECRET if i % 2 else pb.KIND_UNSPECIFIED
+                status, message, _ = rpc(conn, PUT, pb.put_credential_of_kind(name, b"page-secret-%d" % i, binding,
+                                                                              kind))
+                assert status == 0, (name, message)
+            # A second version of some must not list the name twice.
+            cls.replaced = set(order[:5])
+            for name in cls.replaced:
+                status, message, _ = rpc(conn, PUT, pb.put_credential(name, b"page-secret-v2", binding, replace=True))
+                assert status == 0, (name, message)
+            cls.revoked = set(order[5:9])
+            for name in cls.revoked:
+                status, message, _ = rpc(conn, REVOKE, pb.revoke_credential(name))
+                assert status == 0, (name, message)
+        finally:
+            conn.close()
+        cls.names.sort()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.s.close()
+
+    def get(self, query):
+        return self.s.http("GET", f"/v1/credentials{query}", token=self.s.operator_token)
+
+    def check_entries(self, creds):
+        for c in creds:
+            self.assertEqual(c["kind"], "secret", c)
+            self.assertEqual(c["version"], 2 if c["name"] in self.replaced else 1, c)
+            self.assertEqual(c["revoked"], c["name"] in self.revoked, c)
+
+    def test_pages_of_100(self):
+        seen, after, sizes = [], None, []
+        for _ in range(10):  # bounded: three pages are expected
+            code, doc, raw = self.get("?limit=100" + (f"&after={after}" if after is not None else ""))
+            self.assertEqual(code, 200, raw)
+            creds = doc["credentials"]
+            sizes.append(len(creds))
+            self.check_entries(creds)
+            seen += [c["name"] for c in creds]
+            if "next_after" not in doc:
+                self.assertEqual(set(doc), {"credentials"})
+                break
+            # next_after is the last name of the page: the next one starts after it.
+            self.assertEqual(doc["next_after"], creds[-1]["name"])
+            after = doc["next_after"]
+        self.assertEqual(sizes, [100, 100, 50])
+        self.assertEqual(seen, self.names, "pages out of order, with a gap or a duplicate")
+
+    def test_default_and_largest_page(self):
+        code, doc, _ = self.get("")
+        self.assertEqual(code, 200)
+        self.assertEqual([c["name"] for c in doc["credentials"]], self.names[:100])
+        self.assertEqual(doc["next_after"], self.names[99])
+        code, doc, _ = self.get("?limit=1000")
+        self.assertEqual(code, 200)
+        self.assertEqual([c["name"] for c in doc["credentials"]], self.names)
+        self.assertNotIn("next_after", doc)
+
+    def test_after_a_name_not_stored(self):
+        # after need not name a stored credential: the page starts past it in order.
+        probe = self.names[120] + "0"
+        self.assertNotIn(probe, self.names)
+        code, doc, _ = self.get(f"?limit=5&after={probe}")
+        self.assertEqual(code, 200)
+        self.assertEqual([c["name"] for c in doc["credentials"]], self.names[121:126])
+        code, doc, _ = self.get(f"?limit=5&after={self.names[-1]}")
+        self.assertEqual((code, doc), (200, {"credentials": []}))
+
+    def test_cli_lists_every_credential(self):
+        out = json.loads(self.s.cli("credential", "list").stdout)
+        self.assertEqual(set(out), {"credentials"})
+        self.assertEqual([c["name"] for c in out["credentials"]], self.names)
+        self.check_entries(out["credentials"])
+
+    def test_bad_page_queries_refused(self):
+        before = self.s.db_snapshot()
+        for query, code_name, words in [("?limit=0", "ALN_ERR_USAGE", "limit must be"),
+                                        ("?limit=1001", "ALN_ERR_USAGE", "limit must be"),
+                                        ("?limit=-1", "ALN_ERR_USAGE", "limit must be"),
+                                        ("?limit=x", "ALN_ERR_USAGE", "limit must be"),
+                                        ("?after=../etc", "ALN_ERR_BAD_NAME", "after must be"),
+                                        ("?after=-x", "ALN_ERR_BAD_NAME", "after must be"),
+                                        ("?page_size=5", "ALN_ERR_USAGE", "unknown query parameter"),
+                                        ("?limit=5&limit=6", "ALN_ERR_USAGE", "more than once")]:
+            code, doc, raw = self.get(query)
+            self.assertEqual((code, doc["error"]["code"]), (400, code_name), (query, raw))
+            self.assertIn(words, doc["error"]["message"], query)
+        self.assertEqual(self.s.db_snapshot(), before, "a refused list changed the escrow")
+        code, doc, _ = self.get("?limit=1000")
+        self.assertEqual([c["name"] for c in doc["credentials"]], self.names)
 
 
 if __name__ == "__main__":

@@ -189,6 +189,17 @@ static void assert_error(const struct http_result *r, long http_status, aln_stat
   assert_int_equal(json_object_size(r->json), 1);
 }
 
+/* assert_error_detail checks an error answer whose message is this API's own
+ * explanation |detail| rather than the status table's text. */
+static void assert_error_detail(const struct http_result *r, long http_status, aln_status code, const char *detail) {
+  assert_int_equal(r->status, http_status);
+  assert_non_null(r->json);
+  json_t *e = json_object_get(r->json, "error");
+  assert_string_equal(json_string_value(json_object_get(e, "code")), aln_status_name(code));
+  assert_string_equal(json_string_value(json_object_get(e, "message")), detail);
+  assert_int_equal(json_object_size(r->json), 1);
+}
+
 static void assert_no_secret(const struct http_result *r) {
   if (r->body == NULL)
     return;
@@ -240,10 +251,12 @@ static void fill_info(Aileron__V1__CredentialInfo *ci, Aileron__V1__Binding *b, 
   ci->has_ca = 1;
   ci->created_at = 1700000000;
   ci->expires_at = 1800000000;
+  ci->kind = AILERON__V1__CREDENTIAL_KIND__CREDENTIAL_KIND_SECRET;
 }
 
 static void assert_info_json(json_t *j, const char *name) {
   assert_string_equal(json_string_value(json_object_get(j, "name")), name);
+  assert_string_equal(json_string_value(json_object_get(j, "kind")), "secret");
   assert_int_equal(json_integer_value(json_object_get(j, "version")), 3);
   json_t *inj = json_object_get(j, "injection");
   assert_string_equal(json_string_value(json_object_get(inj, "kind")), "header");
@@ -255,7 +268,7 @@ static void assert_info_json(json_t *j, const char *name) {
   assert_int_equal(json_integer_value(json_object_get(j, "created_at")), 1700000000);
   assert_int_equal(json_integer_value(json_object_get(j, "expires_at")), 1800000000);
   assert_true(json_is_false(json_object_get(j, "revoked")));
-  assert_int_equal(json_object_size(j), 8);
+  assert_int_equal(json_object_size(j), 9);
 }
 
 static void canned_put(void) {
@@ -665,6 +678,7 @@ static void test_put_forwards_fields(void **state) {
   assert_memory_equal(p->binding->ca_pem.data, ca, strlen(ca));
   assert_int_equal(p->expires_at, 1800000000);
   assert_true(p->replace);
+  assert_int_equal(p->kind, AILERON__V1__CREDENTIAL_KIND__CREDENTIAL_KIND_SECRET);
   aileron__v1__request__free_unpacked(req, NULL);
   http_free(&r);
 }
@@ -687,8 +701,43 @@ static void test_put_bearer_defaults(void **state) {
   assert_int_equal(p->binding->ca_pem.len, 0);
   assert_int_equal(p->expires_at, 0);
   assert_false(p->replace);
+  /* No "kind": a static secret, said explicitly on the wire. */
+  assert_int_equal(p->kind, AILERON__V1__CREDENTIAL_KIND__CREDENTIAL_KIND_SECRET);
   aileron__v1__request__free_unpacked(req, NULL);
   http_free(&r);
+}
+
+static void test_put_kind(void **state) {
+  (void)state;
+  canned_put();
+  static const struct {
+    const char *kind;
+    aln_status st;
+  } cases[] = {
+      {"\"secret\"", ALN_OK},        {"\"oauth\"", ALN_ERR_USAGE},
+      {"\"Secret\"", ALN_ERR_USAGE}, {"\"secret \"", ALN_ERR_USAGE},
+      {"\"\"", ALN_ERR_USAGE},       {"1", ALN_ERR_BAD_JSON},
+      {"null", ALN_ERR_BAD_JSON},    {"[\"secret\"]", ALN_ERR_BAD_JSON},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    char body[512];
+    snprintf(body, sizeof(body),
+             "{\"name\":\"a\",\"kind\":%s,\"secret_b64\":\"%s\",\"injection\":{\"kind\":\"bearer\"},"
+             "\"allow\":[\"https://a.example/\"]}",
+             cases[i].kind, secret_b64);
+    if (cases[i].st != ALN_OK) {
+      post_put_expect(body, cases[i].st);
+      continue;
+    }
+    struct http_result r;
+    http(&r, "POST", "/v1/credentials", bearer(OPERATOR_TOKEN), body);
+    assert_int_equal(r.status, 201);
+    Aileron__V1__Request *req = last_request();
+    assert_int_equal(req->put_credential->kind, AILERON__V1__CREDENTIAL_KIND__CREDENTIAL_KIND_SECRET);
+    aileron__v1__request__free_unpacked(req, NULL);
+    http_free(&r);
+  }
+  assert_int_equal(dbl.calls, 1);
 }
 
 static void test_put_semantic_errors(void **state) {
@@ -730,20 +779,30 @@ static void test_put_semantic_errors(void **state) {
   assert_int_equal(dbl.calls, 0);
 }
 
-static void test_list_forwards(void **state) {
-  (void)state;
+/* canned_page answers a list with |n| credentials named from |names| and
+ * next_page_after |next| (NULL: the last page). */
+static void canned_page(const char *const *names, size_t n, const char *next) {
   Aileron__V1__Response resp = AILERON__V1__RESPONSE__INIT;
   Aileron__V1__ListCredentialsResponse list = AILERON__V1__LIST_CREDENTIALS_RESPONSE__INIT;
-  Aileron__V1__CredentialInfo a, b;
-  Aileron__V1__Binding ba, bb;
-  fill_info(&a, &ba, "alpha");
-  fill_info(&b, &bb, "beta");
-  Aileron__V1__CredentialInfo *items[] = {&a, &b};
-  list.n_credentials = 2;
+  Aileron__V1__CredentialInfo infos[4], *items[4];
+  Aileron__V1__Binding binds[4];
+  assert_true(n <= 4);
+  for (size_t i = 0; i < n; i++) {
+    fill_info(&infos[i], &binds[i], names[i]);
+    items[i] = &infos[i];
+  }
+  list.n_credentials = n;
   list.credentials = items;
+  if (next != NULL)
+    list.next_page_after = (char *)next;
   resp.body_case = AILERON__V1__RESPONSE__BODY_LIST_CREDENTIALS;
   resp.list_credentials = &list;
   set_response(ALN_OK, &resp);
+}
+
+static void test_list_forwards(void **state) {
+  (void)state;
+  canned_page((const char *const[]){"alpha", "beta"}, 2, NULL);
   struct http_result r;
   http(&r, "GET", "/v1/credentials", bearer(OPERATOR_TOKEN), NULL);
   assert_int_equal(r.status, 200);
@@ -751,9 +810,147 @@ static void test_list_forwards(void **state) {
   assert_int_equal(json_array_size(creds), 2);
   assert_info_json(json_array_get(creds, 0), "alpha");
   assert_info_json(json_array_get(creds, 1), "beta");
+  /* The last page: no next_after at all. */
+  assert_int_equal(json_object_size(r.json), 1);
   Aileron__V1__Request *req = last_request();
   assert_int_equal(req->body_case, AILERON__V1__REQUEST__BODY_LIST_CREDENTIALS);
+  /* No query: the first page, of the default size. */
+  assert_string_equal(req->list_credentials->page_after, "");
+  assert_int_equal(req->list_credentials->page_size, ALN_API_LIST_DEFAULT);
   aileron__v1__request__free_unpacked(req, NULL);
+  http_free(&r);
+}
+
+static void test_list_pages(void **state) {
+  (void)state;
+  static const struct {
+    const char *query, *after;
+    uint32_t size;
+  } cases[] = {
+      {"?limit=2&after=alpha", "alpha", 2},
+      {"?after=alpha&limit=2", "alpha", 2},
+      {"?after=", "", ALN_API_LIST_DEFAULT},
+      {"?limit=1000", "", ALN_API_LIST_MAX},
+      {"?limit=1", "", 1},
+      {"?limit=0007&after=a.b_c-9", "a.b_c-9", 7},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    canned_page((const char *const[]){"beta"}, 1, "beta");
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/credentials%s", cases[i].query);
+    struct http_result r;
+    http(&r, "GET", path, bearer(OPERATOR_TOKEN), NULL);
+    assert_int_equal(r.status, 200);
+    assert_info_json(json_array_get(json_object_get(r.json, "credentials"), 0), "beta");
+    assert_string_equal(json_string_value(json_object_get(r.json, "next_after")), "beta");
+    Aileron__V1__Request *req = last_request();
+    assert_string_equal(req->list_credentials->page_after, cases[i].after);
+    assert_int_equal(req->list_credentials->page_size, cases[i].size);
+    aileron__v1__request__free_unpacked(req, NULL);
+    http_free(&r);
+  }
+  assert_int_equal(dbl.calls, sizeof(cases) / sizeof(cases[0]));
+}
+
+static void test_list_query_refused(void **state) {
+  (void)state;
+  canned_page((const char *const[]){"beta"}, 1, NULL);
+  static const char limit_msg[] = "limit must be a whole number from 1 to 1000 (omit it for 100 per page)";
+  static const char after_msg[] =
+      "after must be a credential name (the next_after of the page before) or empty for the first page";
+  static const char unknown_msg[] = "unknown query parameter: this call takes only after=NAME and limit=N";
+  static const char twice_msg[] = "query parameter given more than once";
+  static const char bare_msg[] = "query parameter without a value: write after=NAME, limit=N";
+  static const struct {
+    const char *query;
+    aln_status code;
+    const char *detail;
+  } cases[] = {
+      {"?limit=0", ALN_ERR_USAGE, limit_msg},
+      {"?limit=1001", ALN_ERR_USAGE, limit_msg},
+      {"?limit=-1", ALN_ERR_USAGE, limit_msg},
+      {"?limit=x", ALN_ERR_USAGE, limit_msg},
+      {"?limit=", ALN_ERR_USAGE, limit_msg},
+      {"?limit=+5", ALN_ERR_USAGE, limit_msg},
+      {"?limit=5%20", ALN_ERR_USAGE, limit_msg},
+      {"?limit=99999999999999999999", ALN_ERR_USAGE, limit_msg},
+      {"?limit=1.5", ALN_ERR_USAGE, limit_msg},
+      {"?after=../etc", ALN_ERR_BAD_NAME, after_msg},
+      {"?after=-rf", ALN_ERR_BAD_NAME, after_msg},
+      {"?after=a%2Fb", ALN_ERR_BAD_NAME, after_msg},
+      {"?after=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", ALN_ERR_BAD_NAME, after_msg},
+      {"?page_size=5", ALN_ERR_USAGE, unknown_msg},
+      {"?Limit=5", ALN_ERR_USAGE, unknown_msg},
+      {"?limit=5&x=1", ALN_ERR_USAGE, unknown_msg},
+      {"?=5", ALN_ERR_USAGE, unknown_msg},
+      {"?limit=5&limit=5", ALN_ERR_USAGE, twice_msg},
+      {"?after=a&after=b", ALN_ERR_USAGE, twice_msg},
+      {"?limit", ALN_ERR_USAGE, bare_msg},
+      {"?after", ALN_ERR_USAGE, bare_msg},
+      {"?a=1&b=2&c=3&d=4&e=5&f=6&g=7&h=8&i=9", ALN_ERR_USAGE,
+       "too many query parameters: this call takes only after=NAME and limit=N"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    char path[256];
+    snprintf(path, sizeof(path), "/v1/credentials%s", cases[i].query);
+    struct http_result r;
+    http(&r, "GET", path, bearer(OPERATOR_TOKEN), NULL);
+    assert_error_detail(&r, 400, cases[i].code, cases[i].detail);
+    http_free(&r);
+  }
+  /* Authentication still comes first: a bad query tells a stranger nothing. */
+  struct http_result r;
+  http(&r, "GET", "/v1/credentials?limit=x", NULL, NULL);
+  assert_error(&r, 401, ALN_ERR_AUTH_MISSING);
+  http_free(&r);
+  assert_int_equal(dbl.calls, 0);
+}
+
+static void test_query_refused_on_other_routes(void **state) {
+  (void)state;
+  canned_put();
+  char tok[ALN_SESSION_TOKEN_MAX];
+  new_session(tok, NULL, &session_key, (int64_t)time(NULL), 600);
+  char session_auth[ALN_SESSION_TOKEN_MAX + 8];
+  snprintf(session_auth, sizeof(session_auth), "Bearer %s", tok);
+  static const char msg[] = "this call takes no query parameters";
+  struct http_result r;
+  http(&r, "POST", "/v1/credentials?limit=5", bearer(OPERATOR_TOKEN), valid_put());
+  assert_error_detail(&r, 400, ALN_ERR_USAGE, msg);
+  assert_no_secret(&r);
+  http_free(&r);
+  http(&r, "DELETE", "/v1/credentials/github?x=1", bearer(OPERATOR_TOKEN), NULL);
+  assert_error_detail(&r, 400, ALN_ERR_USAGE, msg);
+  http_free(&r);
+  http(&r, "POST", "/v1/sessions?ttl_seconds=5", bearer(OPERATOR_TOKEN), "{}");
+  assert_error_detail(&r, 400, ALN_ERR_USAGE, msg);
+  assert_null(json_object_get(r.json, "token"));
+  http_free(&r);
+  http(&r, "POST", "/v1/credentials/github/request?debug", session_auth, USE_BODY);
+  assert_error_detail(&r, 400, ALN_ERR_USAGE, msg);
+  http_free(&r);
+  http(&r, "GET", "/v1/health?x=1", NULL, NULL);
+  assert_error_detail(&r, 400, ALN_ERR_USAGE, msg);
+  http_free(&r);
+  assert_int_equal(dbl.calls, 0);
+}
+
+/* The page the enclave answers is checked before the host repeats it: its
+ * next_page_after goes into the client's next URL. */
+static void test_list_enclave_page_checked(void **state) {
+  (void)state;
+  struct http_result r;
+  canned_page((const char *const[]){"alpha"}, 1, "../etc");
+  http(&r, "GET", "/v1/credentials", bearer(OPERATOR_TOKEN), NULL);
+  assert_error(&r, 502, ALN_ERR_MALFORMED);
+  http_free(&r);
+  canned_page((const char *const[]){"alpha", "beta", "gamma"}, 3, "gamma");
+  http(&r, "GET", "/v1/credentials?limit=2", bearer(OPERATOR_TOKEN), NULL);
+  assert_error(&r, 502, ALN_ERR_MALFORMED);
+  http_free(&r);
+  http(&r, "GET", "/v1/credentials?limit=3", bearer(OPERATOR_TOKEN), NULL);
+  assert_int_equal(r.status, 200);
+  assert_string_equal(json_string_value(json_object_get(r.json, "next_after")), "gamma");
   http_free(&r);
 }
 
@@ -1083,6 +1280,59 @@ static void test_parse_put_table(void **state) {
   }
 }
 
+static void test_parse_list_table(void **state) {
+  (void)state;
+  typedef struct aln_api_query_arg A;
+  static const struct {
+    A args[2];
+    size_t n;
+    aln_status st;
+    const char *after;
+    uint32_t size;
+  } cases[] = {
+      {{{0}}, 0, ALN_OK, "", ALN_API_LIST_DEFAULT},
+      {{{"after", "gh"}, {"limit", "1"}}, 2, ALN_OK, "gh", 1},
+      {{{"limit", "1000"}}, 1, ALN_OK, "", 1000},
+      {{{"after", ""}}, 1, ALN_OK, "", ALN_API_LIST_DEFAULT},
+      {{{"limit", "0"}}, 1, ALN_ERR_USAGE, NULL, 0},
+      {{{"limit", "1001"}}, 1, ALN_ERR_USAGE, NULL, 0},
+      {{{"limit", "4294967297"}}, 1, ALN_ERR_USAGE, NULL, 0}, /* 2^32 + 1: no wrap to 1 */
+      {{{"limit", "-1"}}, 1, ALN_ERR_USAGE, NULL, 0},
+      {{{"limit", " 1"}}, 1, ALN_ERR_USAGE, NULL, 0},
+      {{{"limit", NULL}}, 1, ALN_ERR_USAGE, NULL, 0},
+      {{{"after", "a b"}}, 1, ALN_ERR_BAD_NAME, NULL, 0},
+      {{{"after", ".."}}, 1, ALN_ERR_BAD_NAME, NULL, 0},
+      {{{NULL, "x"}}, 1, ALN_ERR_USAGE, NULL, 0},
+      {{{"limit", "1"}, {"limit", "1"}}, 2, ALN_ERR_USAGE, NULL, 0},
+      {{{"after", "a"}, {"after", "a"}}, 2, ALN_ERR_USAGE, NULL, 0},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    struct aln_api_rpc *rpc = (struct aln_api_rpc *)&rpc;
+    const char *detail = "unset";
+    aln_status st = aln_api_parse_list(&rpc, &detail, cases[i].args, cases[i].n);
+    assert_int_equal(st, cases[i].st);
+    if (st == ALN_OK) {
+      assert_null(detail);
+      Aileron__V1__Request *req = aln_api_rpc_request(rpc);
+      assert_int_equal(req->body_case, AILERON__V1__REQUEST__BODY_LIST_CREDENTIALS);
+      assert_string_equal(req->list_credentials->page_after, cases[i].after);
+      assert_int_equal(req->list_credentials->page_size, cases[i].size);
+    } else {
+      assert_null(rpc);
+      assert_non_null(detail);
+      assert_true(strlen(detail) > 10);
+    }
+    aln_api_rpc_free(rpc);
+  }
+  /* Past ALN_API_QUERY_ARGS_MAX arguments nothing is looked at. */
+  struct aln_api_query_arg many[ALN_API_QUERY_ARGS_MAX + 1];
+  for (size_t i = 0; i < ALN_API_QUERY_ARGS_MAX + 1; i++)
+    many[i] = (struct aln_api_query_arg){.key = "limit", .value = "1"};
+  struct aln_api_rpc *rpc = NULL;
+  assert_int_equal(aln_api_parse_list(&rpc, NULL, many, ALN_API_QUERY_ARGS_MAX + 1), ALN_ERR_USAGE);
+  assert_null(rpc);
+}
+
 static void test_parse_allow_limits(void **state) {
   (void)state;
   char body[8192];
@@ -1242,7 +1492,12 @@ int main(void) {
       T(test_put_forwards_fields),
       T(test_put_bearer_defaults),
       T(test_put_semantic_errors),
+      T(test_put_kind),
       T(test_list_forwards),
+      T(test_list_pages),
+      T(test_list_query_refused),
+      T(test_query_refused_on_other_routes),
+      T(test_list_enclave_page_checked),
       T(test_revoke_forwards_name),
       T(test_path_names_validated),
       T(test_use_forwards_request_and_actor),
@@ -1256,6 +1511,7 @@ int main(void) {
       T(test_session_issue),
       T(test_session_ttl_bounds),
       T(test_parse_put_table),
+      T(test_parse_list_table),
       T(test_parse_allow_limits),
       T(test_parse_size_cap),
       T(test_socket_is_private),

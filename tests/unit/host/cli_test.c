@@ -76,6 +76,68 @@ static void canned_use(void) {
   set_response(ALN_OK, &resp);
 }
 
+/* A paging enclave for list calls while |pager.on|: |pager.num| credentials named
+ * cred-00, cred-01, ..., answered |pager.per_page| at a time whatever page_size
+ * asks (fewer than asked is a valid page), so the CLI must follow
+ * next_page_after. With |pager.stuck| every page says the next one starts after
+ * cred-02. Every other call goes to the recording double. */
+#define PAGER_CALLS_MAX 16
+static struct {
+  int on, stuck;
+  size_t num, per_page;
+  int calls;
+  char afters[PAGER_CALLS_MAX][ALN_NAME_MAX + 1];
+  uint32_t sizes[PAGER_CALLS_MAX];
+} pager;
+
+static aln_status cli_forward(void *ctx, Aileron__V1__Response **out, Aileron__V1__Request *req) {
+  if (!pager.on || req->body_case != AILERON__V1__REQUEST__BODY_LIST_CREDENTIALS)
+    return double_forward(ctx, out, req);
+  const char *after = req->list_credentials->page_after;
+  if (pager.calls < PAGER_CALLS_MAX) {
+    snprintf(pager.afters[pager.calls], sizeof(pager.afters[0]), "%s", after);
+    pager.sizes[pager.calls] = req->list_credentials->page_size;
+  }
+  pager.calls++;
+  static char names[100][16];
+  assert_true(pager.num <= 100);
+  Aileron__V1__CredentialInfo infos[100], *items[100];
+  Aileron__V1__Binding b = AILERON__V1__BINDING__INIT;
+  b.injection = AILERON__V1__INJECTION_KIND__INJECTION_KIND_BEARER;
+  b.n_allowed_prefixes = 1;
+  b.allowed_prefixes = prefixes;
+  size_t n = 0, i = 0;
+  for (; i < pager.num && n < pager.per_page; i++) {
+    snprintf(names[i], sizeof(names[i]), "cred-%02d", (int)i);
+    if (strcmp(names[i], after) <= 0)
+      continue;
+    aileron__v1__credential_info__init(&infos[n]);
+    infos[n].name = names[i];
+    infos[n].version = 1;
+    infos[n].binding = &b;
+    infos[n].kind = AILERON__V1__CREDENTIAL_KIND__CREDENTIAL_KIND_SECRET;
+    items[n] = &infos[n];
+    n++;
+  }
+  Aileron__V1__ListCredentialsResponse list = AILERON__V1__LIST_CREDENTIALS_RESPONSE__INIT;
+  list.n_credentials = n;
+  list.credentials = items;
+  if (pager.stuck)
+    list.next_page_after = "cred-02";
+  else if (i < pager.num)
+    list.next_page_after = items[n - 1]->name;
+  Aileron__V1__Response resp = AILERON__V1__RESPONSE__INIT;
+  resp.body_case = AILERON__V1__RESPONSE__BODY_LIST_CREDENTIALS;
+  resp.list_credentials = &list;
+  size_t len = aileron__v1__response__get_packed_size(&resp);
+  uint8_t *buf = malloc(len + 1);
+  assert_non_null(buf);
+  aileron__v1__response__pack(&resp, buf);
+  *out = aileron__v1__response__unpack(NULL, len, buf);
+  free(buf);
+  return *out != NULL ? ALN_OK : ALN_ERR_NOMEM;
+}
+
 /* ---- fixture: a state directory with a running API ------------------------ */
 
 static char state[64], empty_state[80];
@@ -100,7 +162,7 @@ static int group_setup(void **st) {
   if (aln_keyfile_load_or_create(&session_key, paths.session_key, ALN_SESSION_KEY_LEN) != ALN_OK)
     return -1;
   struct aln_api_config cfg = {
-      .operator_token = &op_token, .session_key = &session_key, .forward = double_forward, .forward_ctx = NULL};
+      .operator_token = &op_token, .session_key = &session_key, .forward = cli_forward, .forward_ctx = NULL};
   if (aln_api_new(&api, &cfg) != ALN_OK || aln_api_listen_unix(api, paths.socket) != ALN_OK)
     return -1;
   return 0;
@@ -127,6 +189,7 @@ static int reset(void **st) {
   free(dbl.req);
   dbl.req = NULL;
   set_response(ALN_OK, NULL);
+  memset(&pager, 0, sizeof(pager));
   return 0;
 }
 
@@ -219,9 +282,26 @@ static void test_add_from_secret_file(void **st) {
   write_file(ca_path, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", 0644);
   struct run r;
   run_cli(&r, NULL,
-          (const char *const[]){"--state-dir", state, "credential", "add", "example", "--header", "X-Api-Key",
-                                "--allow", "https://api.example.com/", "--allow", "https://up.example.com/v2", "--ca",
-                                ca_path, "--secret-file", secret_path, "--expires-at", "1900000000", "--replace",
+          (const char *const[]){"--state-dir",
+                                state,
+                                "credential",
+                                "add",
+                                "example",
+                                "--header",
+                                "X-Api-Key",
+                                "--allow",
+                                "https://api.example.com/",
+                                "--allow",
+                                "https://up.example.com/v2",
+                                "--ca",
+                                ca_path,
+                                "--secret-file",
+                                secret_path,
+                                "--expires-at",
+                                "1900000000",
+                                "--replace",
+                                "--kind",
+                                "secret",
                                 NULL});
   assert_int_equal(r.rc, 0);
   assert_int_equal(dbl.calls, 1);
@@ -238,6 +318,7 @@ static void test_add_from_secret_file(void **st) {
   assert_memory_equal(p->binding->ca_pem.data, "-----BEGIN CERTIFICATE-----\nMIIB", 32);
   assert_int_equal(p->expires_at, 1900000000);
   assert_true(p->replace);
+  assert_int_equal(p->kind, AILERON__V1__CREDENTIAL_KIND__CREDENTIAL_KIND_SECRET);
   aileron__v1__request__free_unpacked(req, NULL);
   json_t *j = json_loads(r.out, 0, NULL);
   assert_non_null(j);
@@ -263,6 +344,7 @@ static void test_add_from_stdin(void **st) {
   assert_false(p->replace);
   assert_int_equal(p->expires_at, 0);
   assert_int_equal(p->binding->ca_pem.len, 0);
+  assert_int_equal(p->kind, AILERON__V1__CREDENTIAL_KIND__CREDENTIAL_KIND_SECRET); /* the default */
   aileron__v1__request__free_unpacked(req, NULL);
   assert_null(strstr(r.out, "tok-from-stdin"));
 }
@@ -301,6 +383,8 @@ static void test_add_usage_errors(void **st) {
       {"credential", "add", "a", "b", "--bearer", "--allow", "https://a.example/", NULL}, /* 2 NAMEs */
       {"credential", "add", "a", "--bearer", "--allow", "https://a.example/", "--expires-at", "soon", NULL},
       {"credential", "add", "a", "--bearer", "--allow", "https://a.example/", "--bogus", NULL},
+      {"credential", "add", "a", "--bearer", "--allow", "https://a.example/", "--kind", "oauth", NULL},
+      {"credential", "add", "a", "--bearer", "--allow", "https://a.example/", "--kind", NULL},
       {"credential", "frobnicate", NULL},
       {"credential", NULL},
   };
@@ -352,6 +436,52 @@ static void test_list_and_revoke(void **st) {
   run_cli(&r, NULL, (const char *const[]){"--state-dir", state, "credential", "revoke", "../etc", NULL});
   assert_int_equal(r.rc, 2);
   assert_int_equal(dbl.calls, 2);
+}
+
+static void test_list_follows_every_page(void **st) {
+  (void)st;
+  pager.on = 1;
+  pager.num = 7;
+  pager.per_page = 3;
+  struct run r;
+  run_cli(&r, NULL, (const char *const[]){"--state-dir", state, "credential", "list", NULL});
+  assert_int_equal(r.rc, 0);
+  json_t *j = json_loads(r.out, 0, NULL);
+  assert_non_null(j);
+  json_t *creds = json_object_get(j, "credentials");
+  assert_int_equal(json_array_size(creds), 7);
+  for (size_t i = 0; i < 7; i++) {
+    char want[16];
+    snprintf(want, sizeof(want), "cred-%02d", (int)i);
+    json_t *c = json_array_get(creds, i);
+    assert_string_equal(json_string_value(json_object_get(c, "name")), want);
+    assert_string_equal(json_string_value(json_object_get(c, "kind")), "secret");
+  }
+  /* One object as before paging: no paging field leaks into the output. */
+  assert_int_equal(json_object_size(j), 1);
+  json_decref(j);
+  assert_int_equal(pager.calls, 3);
+  assert_string_equal(pager.afters[0], "");
+  assert_string_equal(pager.afters[1], "cred-02");
+  assert_string_equal(pager.afters[2], "cred-05");
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(pager.sizes[i], ALN_API_LIST_MAX); /* the fewest round trips */
+  assert_int_equal(dbl.calls, 0);
+}
+
+static void test_list_refuses_pages_out_of_order(void **st) {
+  (void)st;
+  /* A daemon whose pages do not advance must not keep the CLI looping. */
+  pager.on = 1;
+  pager.stuck = 1;
+  pager.num = 7;
+  pager.per_page = 3;
+  struct run r;
+  run_cli(&r, NULL, (const char *const[]){"--state-dir", state, "credential", "list", NULL});
+  assert_int_equal(r.rc, 1);
+  assert_non_null(strstr(r.err, "out of order"));
+  assert_string_equal(r.out, ""); /* nothing half-listed */
+  assert_int_equal(pager.calls, 2);
 }
 
 static void test_session_new_prints_token_alone(void **st) {
@@ -594,6 +724,8 @@ int main(void) {
       T(test_add_usage_errors),
       T(test_add_empty_secret),
       T(test_list_and_revoke),
+      T(test_list_follows_every_page),
+      T(test_list_refuses_pages_out_of_order),
       T(test_session_new_prints_token_alone),
       T(test_request_forwards_with_session),
       T(test_request_usage),
