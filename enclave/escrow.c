@@ -601,9 +601,9 @@ static aln_status write_commit(struct aln_escrow *esc, aln_status st, enum esc_w
       esc->hook_pending = 1;
       fprintf(stderr,
               "aileron-enclave: WARNING: escrow epoch %llu (generation %llu) is committed but recording it outside "
-              "the data dir failed: %s (%s); the write stands, and every operation is refused until the record "
-              "can be written\n",
-              (unsigned long long)c.epoch, (unsigned long long)c.generation, aln_strerror(hs), aln_status_name(hs));
+              "the data dir failed: %s; the write stands, and every operation is refused until the record can be "
+              "written\n",
+              (unsigned long long)c.epoch, (unsigned long long)c.generation, aln_status_name(hs));
     }
   }
   return st;

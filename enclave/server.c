@@ -368,6 +368,16 @@ static aln_status handle_revoke(struct conn *c, const Aileron__V1__Request *req)
   return st;
 }
 
+/* use_open unseals the credential |u| names and checks its destination against the
+ * sealed binding: everything that can refuse a use before it happens. */
+static aln_status use_open(struct conn *c, struct aln_secret *secret, struct aln_cred_meta *meta,
+                           Aileron__V1__Binding **b, const Aileron__V1__UseCredentialRequest *u) {
+  ALN_GUARD(aln_escrow_unseal(c->srv->escrow, secret, meta, u->name, (int64_t)time(NULL)));
+  *b = aileron__v1__binding__unpack(NULL, meta->binding_len, meta->binding);
+  ALN_ENSURE(*b != NULL, ALN_ERR_TAMPERED);
+  return aln_dest_check(u->url, (const char *const *)(*b)->allowed_prefixes, (*b)->n_allowed_prefixes);
+}
+
 static aln_status handle_use(struct conn *c, const Aileron__V1__Request *req) {
   const Aileron__V1__UseCredentialRequest *u = req->use_credential;
   aln_status st = ALN_ERR_INTERNAL;
@@ -384,14 +394,25 @@ static aln_status handle_use(struct conn *c, const Aileron__V1__Request *req) {
   if (u->actor != NULL)
     snprintf(actor, sizeof(actor), "%s", u->actor);
 
-  ALN_GUARD_GOTO(st, aln_escrow_unseal(c->srv->escrow, &secret, &meta, u->name, (int64_t)time(NULL)), audited);
-  b = aileron__v1__binding__unpack(NULL, meta.binding_len, meta.binding);
-  ALN_ENSURE_GOTO(st, b != NULL, ALN_ERR_TAMPERED, audited);
-  ALN_GUARD_GOTO(st, aln_dest_check(u->url, (const char *const *)b->allowed_prefixes, b->n_allowed_prefixes), audited);
+  st = use_open(c, &secret, &meta, &b, u);
+  if (st != ALN_OK) {
+    /* Refused before anything left the enclave: the refusal is recorded before
+     * the answer (no row, no answer). */
+    audit(c, &st, "use", u->name, u->method, u->url, st, 0, actor);
+    goto out;
+  }
+  /* Write-ahead: the row saying this use was allowed, and where it goes, is durable
+   * before the credential leaves the enclave. If it cannot be written (a full disk)
+   * the use does not happen: no row, no use. The upstream's answer goes back to the
+   * host, not into the audit row, which would take a second durable write per use. */
+  audit(c, &st, "use", u->name, u->method, u->url, ALN_OK, 0, actor);
+  if (st != ALN_OK) {
+    fprintf(stderr, "aileron-enclave: refused a use of %.64s: its audit row could not be written (%s)\n", u->name,
+            aln_status_name(st));
+    goto out;
+  }
   st = aln_upstream_perform(&up, b, &secret, u);
   aln_secret_free(&secret);
-audited:
-  audit(c, &st, "use", u->name, u->method, u->url, st, st == ALN_OK ? up.http_status : 0, actor);
   if (st != ALN_OK)
     goto out;
 
