@@ -630,34 +630,49 @@ void aln_escrow_list_free(struct aln_cred_meta *list, size_t num) {
 
 /* read_meta fills |m| from the ESC_META_COLS starting at column |col|. Anything a
  * legitimate write cannot produce is ALN_ERR_TAMPERED. */
-static aln_status read_meta(struct aln_cred_meta *m, sqlite3_stmt *s, int col) {
+/* cols_from_stmt reads the ESC_META_COLS of the current row of |s|, starting at
+ * column |col|, into |c| (pointers into the row: valid until the next step). */
+static void cols_from_stmt(struct aln_record_cols *c, sqlite3_stmt *s, int col) {
+  memset(c, 0, sizeof(*c));
+  c->name = sqlite3_column_text(s, col);
+  c->name_len = (size_t)sqlite3_column_bytes(s, col);
+  c->version = sqlite3_column_int64(s, col + 1);
+  c->created_at = sqlite3_column_int64(s, col + 2);
+  c->expires_at = sqlite3_column_int64(s, col + 3);
+  c->revoked = sqlite3_column_int64(s, col + 4);
+  c->binding = sqlite3_column_blob(s, col + 5);
+  c->binding_len = (size_t)sqlite3_column_bytes(s, col + 5);
+  c->kind = sqlite3_column_int64(s, col + 6);
+}
+
+/* meta_from_cols validates the metadata columns of a row (all untrusted: anyone who
+ * can write the file chose them) and copies them into |m|. */
+static aln_status meta_from_cols(struct aln_cred_meta *m, const struct aln_record_cols *c) {
   memset(m, 0, sizeof(*m));
-  const unsigned char *name = sqlite3_column_text(s, col);
-  int name_len = sqlite3_column_bytes(s, col);
-  ALN_ENSURE(name != NULL && name_len > 0 && name_len <= ALN_NAME_MAX, ALN_ERR_TAMPERED);
-  memcpy(m->name, name, (size_t)name_len);
-  m->name[name_len] = '\0';
-  ALN_ENSURE(aln_cred_name_valid_str(m->name) && strlen(m->name) == (size_t)name_len, ALN_ERR_TAMPERED);
-
-  sqlite3_int64 version = sqlite3_column_int64(s, col + 1);
-  ALN_ENSURE(version >= 1 && version <= UINT32_MAX, ALN_ERR_TAMPERED);
-  m->version = (uint32_t)version;
-  m->created_at = sqlite3_column_int64(s, col + 2);
-  m->expires_at = sqlite3_column_int64(s, col + 3);
-  ALN_ENSURE(m->expires_at >= 0, ALN_ERR_TAMPERED);
-  m->revoked = sqlite3_column_int64(s, col + 4) != 0;
-  sqlite3_int64 kind = sqlite3_column_int64(s, col + 6);
-  ALN_ENSURE(kind >= 0 && kind <= UINT32_MAX && aln_cred_kind_valid((uint32_t)kind), ALN_ERR_TAMPERED);
-  m->kind = (uint32_t)kind;
-
-  const void *binding = sqlite3_column_blob(s, col + 5);
-  int binding_len = sqlite3_column_bytes(s, col + 5);
-  ALN_ENSURE(binding != NULL && binding_len > 0 && binding_len <= ALN_BINDING_MAX, ALN_ERR_TAMPERED);
-  m->binding = malloc((size_t)binding_len);
+  ALN_ENSURE(c->name != NULL && c->name_len > 0 && c->name_len <= ALN_NAME_MAX, ALN_ERR_TAMPERED);
+  memcpy(m->name, c->name, c->name_len);
+  m->name[c->name_len] = '\0';
+  ALN_ENSURE(aln_cred_name_valid_str(m->name) && strlen(m->name) == c->name_len, ALN_ERR_TAMPERED);
+  ALN_ENSURE(c->version >= 1 && c->version <= UINT32_MAX, ALN_ERR_TAMPERED);
+  m->version = (uint32_t)c->version;
+  m->created_at = c->created_at;
+  ALN_ENSURE(c->expires_at >= 0, ALN_ERR_TAMPERED);
+  m->expires_at = c->expires_at;
+  m->revoked = c->revoked != 0;
+  ALN_ENSURE(c->kind >= 0 && c->kind <= UINT32_MAX && aln_cred_kind_valid((uint32_t)c->kind), ALN_ERR_TAMPERED);
+  m->kind = (uint32_t)c->kind;
+  ALN_ENSURE(c->binding != NULL && c->binding_len > 0 && c->binding_len <= ALN_BINDING_MAX, ALN_ERR_TAMPERED);
+  m->binding = malloc(c->binding_len);
   ALN_ENSURE(m->binding != NULL, ALN_ERR_NOMEM);
-  memcpy(m->binding, binding, (size_t)binding_len);
-  m->binding_len = (size_t)binding_len;
+  memcpy(m->binding, c->binding, c->binding_len);
+  m->binding_len = c->binding_len;
   return ALN_OK;
+}
+
+static aln_status read_meta(struct aln_cred_meta *m, sqlite3_stmt *s, int col) {
+  struct aln_record_cols c;
+  cols_from_stmt(&c, s, col);
+  return meta_from_cols(m, &c);
 }
 
 /* The associated data of a record is |label| || u64 id || u32 version || u32 kind
@@ -1350,6 +1365,20 @@ out:
   return st;
 }
 
+/* open_cols authenticates and decrypts the record whose validated metadata is |m|
+ * and whose id and sealed blobs are in |c|. */
+static aln_status open_cols(struct aln_escrow *esc, struct aln_secret *out, const struct aln_cred_meta *m,
+                            const struct aln_record_cols *c) {
+  struct rec_ad ad = {.id = c->id,
+                      .version = m->version,
+                      .kind = m->kind,
+                      .expires_at = m->expires_at,
+                      .name = m->name,
+                      .binding = m->binding,
+                      .binding_len = m->binding_len};
+  return open_record(esc, out, &ad, c->wrapped_key, c->wrapped_key_len, c->ciphertext, c->ciphertext_len);
+}
+
 static aln_status unseal_once(struct aln_escrow *esc, struct aln_secret *out_secret, struct aln_cred_meta *out_meta,
                               const char *name, int64_t now, int *miss) {
   aln_status st = ALN_ERR_INTERNAL;
@@ -1373,25 +1402,20 @@ static aln_status unseal_once(struct aln_escrow *esc, struct aln_secret *out_sec
     st = ALN_ERR_STATE_TAMPERED;
     goto out;
   }
-  ALN_GUARD_GOTO(st, read_meta(&meta, s, 1), out);
+  struct aln_record_cols c;
+  cols_from_stmt(&c, s, 1);
+  c.id = sqlite3_column_int64(s, 0);
+  c.wrapped_key = sqlite3_column_blob(s, 8);
+  c.wrapped_key_len = (size_t)sqlite3_column_bytes(s, 8);
+  c.ciphertext = sqlite3_column_blob(s, 9);
+  c.ciphertext_len = (size_t)sqlite3_column_bytes(s, 9);
+  ALN_GUARD_GOTO(st, meta_from_cols(&meta, &c), out);
   /* The row is found by name, so a name edited in the file is caught by the AAD. */
   ALN_ENSURE_GOTO(st, strcmp(meta.name, name) == 0, ALN_ERR_TAMPERED, out);
   ALN_ENSURE_GOTO(st, !meta.revoked, ALN_ERR_REVOKED, out);
   /* Checked before decrypting: an expired secret is never brought into memory. */
   ALN_ENSURE_GOTO(st, meta.expires_at == 0 || now < meta.expires_at, ALN_ERR_EXPIRED, out);
-
-  struct rec_ad ad = {.id = sqlite3_column_int64(s, 0),
-                      .version = meta.version,
-                      .kind = meta.kind,
-                      .expires_at = meta.expires_at,
-                      .name = meta.name,
-                      .binding = meta.binding,
-                      .binding_len = meta.binding_len};
-  const uint8_t *wk = sqlite3_column_blob(s, 8);
-  size_t wk_len = (size_t)sqlite3_column_bytes(s, 8);
-  const uint8_t *ct = sqlite3_column_blob(s, 9);
-  size_t ct_len = (size_t)sqlite3_column_bytes(s, 9);
-  ALN_GUARD_GOTO(st, open_record(esc, out_secret, &ad, wk, wk_len, ct, ct_len), out);
+  ALN_GUARD_GOTO(st, open_cols(esc, out_secret, &meta, &c), out);
 
   if (out_meta != NULL) {
     *out_meta = meta;
@@ -1844,5 +1868,26 @@ aln_status aln_escrow_rotate_kek(struct aln_escrow *esc, uint64_t *num_out, cons
   if (st == ALN_OK)
     wipe_checkpoint(esc->db); /* the frames still holding keys wrapped by the old KEK */
   pthread_mutex_unlock(&esc->mu);
+  return st;
+}
+
+aln_status aln_escrow_record_open(struct aln_escrow *esc, struct aln_secret *out_secret, struct aln_cred_meta *out_meta,
+                                  const struct aln_record_cols *cols) {
+  aln_status st = ALN_ERR_INTERNAL;
+  struct aln_cred_meta meta = {0};
+
+  ALN_ENSURE(out_secret != NULL && out_meta != NULL, ALN_ERR_USAGE);
+  memset(out_secret, 0, sizeof(*out_secret));
+  memset(out_meta, 0, sizeof(*out_meta));
+  ALN_ENSURE(esc != NULL && cols != NULL, ALN_ERR_USAGE);
+  pthread_mutex_lock(&esc->mu);
+  ALN_GUARD_GOTO(st, meta_from_cols(&meta, cols), out);
+  ALN_GUARD_GOTO(st, open_cols(esc, out_secret, &meta, cols), out);
+  *out_meta = meta;
+  memset(&meta, 0, sizeof(meta));
+  st = ALN_OK;
+out:
+  pthread_mutex_unlock(&esc->mu);
+  aln_cred_meta_cleanup(&meta);
   return st;
 }

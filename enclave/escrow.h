@@ -173,6 +173,33 @@ aln_status aln_escrow_audit_verify_chain(struct aln_escrow *esc, size_t *num_out
 aln_status aln_escrow_rotate_kek(struct aln_escrow *esc, uint64_t *num_out, const struct aln_secret *new_kek,
                                  const struct aln_audit_event *audit) ALN_WUR;
 
+/* A credential row's columns as the file holds them: every one untrusted. */
+struct aln_record_cols {
+  int64_t id;
+  int64_t version;
+  int64_t kind;
+  int64_t created_at;
+  int64_t expires_at;
+  int64_t revoked;
+  const unsigned char *name; /* not NUL-terminated */
+  size_t name_len;
+  const uint8_t *binding;
+  size_t binding_len;
+  const uint8_t *wrapped_key;
+  size_t wrapped_key_len;
+  const uint8_t *ciphertext;
+  size_t ciphertext_len;
+};
+
+/* aln_escrow_record_open is the record decoder every read of the escrow uses:
+ * it validates the metadata columns of |cols| and authenticates and decrypts the
+ * record under the escrow's KEK, into |out_secret| (locked) and |out_meta|.
+ * ALN_ERR_TAMPERED for anything a write of ours never produces or that fails
+ * authentication. It does not consult the database (membership in the live set,
+ * revocation and expiry are the callers'): exposed for the fuzz target. */
+aln_status aln_escrow_record_open(struct aln_escrow *esc, struct aln_secret *out_secret, struct aln_cred_meta *out_meta,
+                                  const struct aln_record_cols *cols) ALN_WUR;
+
 /* Enrolled host client keys, by SHA-256 of their SubjectPublicKeyInfo (DER). */
 aln_status aln_escrow_host_enroll(struct aln_escrow *esc, const uint8_t spki_hash[32], const char *label) ALN_WUR;
 aln_status aln_escrow_host_remove(struct aln_escrow *esc, const uint8_t spki_hash[32]) ALN_WUR;
