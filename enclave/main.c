@@ -52,16 +52,39 @@ static int epoch_path_outside(const char *path, const char *data_dir) {
   return !(strncmp(real_dir, real_data, len) == 0 && (real_dir[len] == '\0' || real_dir[len] == '/'));
 }
 
+/* guard_epoch_counter is guard_epoch for a provider with a monotonic counter (the
+ * tpm provider's NV counter): the file records the counter's base beside the
+ * epoch, and the escrow must not be older than what either vouches for. */
+static int guard_epoch_counter(struct aln_escrow *esc, const struct aln_provider *prov, const char *path,
+                               const struct aln_secret *kek, int accept_risk) {
+  struct aln_epoch_counter *ctr = NULL;
+  struct aln_epoch_info info;
+  aln_status st = prov->counter_new(&ctr);
+  if (st != ALN_OK)
+    return fail("the rollback counter", st);
+  st = aln_epoch_counter_guard(esc, &info, path, kek, ctr, accept_risk);
+  if (st != ALN_OK) {
+    fprintf(stderr, "aileron-enclave: %s (%s)\n", info.why[0] != '\0' ? info.why : aln_strerror(st),
+            aln_status_name(st));
+    return 1;
+  }
+  if (info.rebased)
+    fprintf(stderr,
+            "aileron-enclave: WARNING: AILERON_ACCEPT_ROLLBACK_RISK=1: trusting the escrow at epoch %llu, custody "
+            "generation %llu, as the newest; TPM NV counter 0x%08x now anchors it\n",
+            (unsigned long long)info.db_epoch, (unsigned long long)info.db_generation, info.nv_index);
+  return 0;
+}
+
 /* guard_epoch is the rollback check of every command that opens the escrow (see
- * enclave/epoch.h): the escrow must not be older than the last epoch this enclave
- * recorded in AILERON_EPOCH_FILE. Required with the local provider; with tpm the
- * file is used when set.
- * TODO(issue 3, tpm NV counter): with the tpm provider keep the epoch in a TPM NV
- * counter instead (provider_tpm.c), which a restored file cannot roll back. */
-static int guard_epoch(struct aln_escrow *esc, const char *data_dir, const struct aln_secret *kek) {
+ * enclave/epoch.h): the escrow must not be older than the last state this enclave
+ * recorded in AILERON_EPOCH_FILE (required with every provider) and, for a
+ * provider with a monotonic counter, than what the counter vouches for. */
+static int guard_epoch(struct aln_escrow *esc, const struct aln_provider *prov, const char *data_dir,
+                       const struct aln_secret *kek) {
   const char *path = getenv("AILERON_EPOCH_FILE");
   if (path == NULL || path[0] == '\0') {
-    /* Every provider needs it until the tpm one keeps its epoch in an NV counter. */
+    /* The counter's base lives in the file too, so every provider needs it. */
     fprintf(stderr, "aileron-enclave: set AILERON_EPOCH_FILE to a file outside the data dir (rollback protection)\n");
     return 2;
   }
@@ -70,9 +93,11 @@ static int guard_epoch(struct aln_escrow *esc, const char *data_dir, const struc
                     "dir\n");
     return 2;
   }
+  const char *accept = getenv("AILERON_ACCEPT_ROLLBACK_RISK");
+  if (prov->counter_new != NULL)
+    return guard_epoch_counter(esc, prov, path, kek, accept != NULL && strcmp(accept, "1") == 0);
   struct aln_epoch_info info;
   aln_status st = aln_epoch_guard(esc, &info, path, kek);
-  const char *accept = getenv("AILERON_ACCEPT_ROLLBACK_RISK");
   if (st == ALN_ERR_EPOCH_MISSING && accept != NULL && strcmp(accept, "1") == 0) {
     /* The operator vouches that this database is the newest: start a new record. */
     fprintf(stderr,
@@ -138,7 +163,7 @@ static int open_escrow(struct aln_escrow **esc, const struct aln_provider **prov
     aln_secret_free(&kek);
     return fail("opening the escrow", st);
   }
-  int rc = guard_epoch(*esc, data_dir, &kek);
+  int rc = guard_epoch(*esc, *prov, data_dir, &kek);
   aln_secret_free(&kek);
   if (rc != 0) {
     aln_escrow_free(*esc);

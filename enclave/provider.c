@@ -13,6 +13,7 @@
 
 #include "attestation/local.h"
 #include "enclave/provider_tpm.h"
+#include "enclave/tpm_counter.h"
 #include "proto/keyfile.h"
 
 aln_status aln_local_kek_load(struct aln_secret *out, const char *data_dir) {
@@ -67,7 +68,8 @@ static const struct aln_provider providers[] = {
      .kek_load = aln_tpm_kek_load,
      .kek_file = "kek.tpm",
      .kek_install = aln_tpm_kek_install,
-     .evidence = local_evidence},
+     .evidence = local_evidence,
+     .counter_new = aln_tpm_counter_new},
 };
 
 const struct aln_provider *aln_provider_find(const char *name) {

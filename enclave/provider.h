@@ -16,6 +16,8 @@
 
 #define ALN_KEK_LEN 32
 
+struct aln_epoch_counter;
+
 struct aln_provider {
   const char *name; /* "local" */
   const char *evidence_kind;
@@ -29,6 +31,10 @@ struct aln_provider {
   /* evidence produces evidence for |binding| signed/anchored as the kind requires;
    * *out is freed by the caller with free(). */
   aln_status (*evidence)(uint8_t **out, size_t *out_len, EVP_PKEY *sign_key, const uint8_t binding[ALN_BINDING_LEN]);
+  /* counter_new, if the provider has a monotonic counter that no restore of files
+   * can lower, returns it for the rollback check (aln_epoch_counter_guard); NULL if
+   * it has none, and the epoch file alone guards against rollback. */
+  aln_status (*counter_new)(struct aln_epoch_counter **out);
 };
 
 /* aln_provider_find returns the provider named |name| or NULL if none. */

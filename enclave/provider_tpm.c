@@ -256,22 +256,63 @@ static aln_status tpm_open(struct tpm *t) {
   return ALN_OK;
 }
 
-/* start_session starts a session of |type| salted by the primary key, with
- * AES-128-CFB parameter encryption in the directions of |crypt|. */
-static aln_status start_session(struct tpm *t, TPM2_SE type, TPMA_SESSION crypt) {
+/* session_start starts a session of |type| salted by |primary| into *out, with
+ * AES-128-CFB parameter encryption in the directions of |crypt|. On failure *out
+ * may still hold a session for the caller to flush. */
+static aln_status session_start(ESYS_CONTEXT *esys, ESYS_TR primary, ESYS_TR *out, TPM2_SE type, TPMA_SESSION crypt) {
   static const TPMT_SYM_DEF aes = {.algorithm = TPM2_ALG_AES, .keyBits.aes = 128, .mode.aes = TPM2_ALG_CFB};
-  if (Esys_StartAuthSession(t->esys, t->primary, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, NULL, type,
-                            &aes, TPM2_ALG_SHA256, &t->session) != TSS2_RC_SUCCESS) {
-    t->session = ESYS_TR_NONE;
+  if (Esys_StartAuthSession(esys, primary, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, NULL, type, &aes,
+                            TPM2_ALG_SHA256, out) != TSS2_RC_SUCCESS) {
+    *out = ESYS_TR_NONE;
     tpm_say("cannot start a session");
     return ALN_ERR_TPM;
   }
   TPMA_SESSION mask = TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_DECRYPT | TPMA_SESSION_ENCRYPT;
-  if (Esys_TRSess_SetAttributes(t->esys, t->session, TPMA_SESSION_CONTINUESESSION | crypt, mask) != TSS2_RC_SUCCESS) {
+  if (Esys_TRSess_SetAttributes(esys, *out, TPMA_SESSION_CONTINUESESSION | crypt, mask) != TSS2_RC_SUCCESS) {
     tpm_say("cannot set the session attributes");
     return ALN_ERR_TPM;
   }
   return ALN_OK;
+}
+
+static aln_status start_session(struct tpm *t, TPM2_SE type, TPMA_SESSION crypt) {
+  return session_start(t->esys, t->primary, &t->session, type, crypt);
+}
+
+/* ---- the connection, for other TPM users of the enclave (enclave/tpm_counter.c) -- */
+
+aln_status aln_tpm_conn_open(struct aln_tpm_conn *c) {
+  struct tpm t;
+  ALN_ENSURE(c != NULL, ALN_ERR_USAGE);
+  *c = (struct aln_tpm_conn){.primary = ESYS_TR_NONE};
+  aln_status st = tpm_open(&t);
+  if (st != ALN_OK) {
+    tpm_close(&t);
+    return st;
+  }
+  *c = (struct aln_tpm_conn){.tcti = t.tcti, .esys = t.esys, .primary = t.primary};
+  return ALN_OK;
+}
+
+aln_status aln_tpm_conn_session(struct aln_tpm_conn *c, ESYS_TR *out, TPMA_SESSION crypt) {
+  ALN_ENSURE(out != NULL, ALN_ERR_USAGE);
+  *out = ESYS_TR_NONE;
+  ALN_ENSURE(c != NULL && c->esys != NULL && c->primary != ESYS_TR_NONE, ALN_ERR_USAGE);
+  aln_status st = session_start(c->esys, c->primary, out, TPM2_SE_HMAC, crypt);
+  if (st != ALN_OK && *out != ESYS_TR_NONE) {
+    (void)Esys_FlushContext(c->esys, *out);
+    *out = ESYS_TR_NONE;
+  }
+  return st;
+}
+
+void aln_tpm_conn_close(struct aln_tpm_conn *c) {
+  if (c == NULL)
+    return;
+  struct tpm t = {
+      .tcti = c->tcti, .esys = c->esys, .primary = c->primary, .sealed = ESYS_TR_NONE, .session = ESYS_TR_NONE};
+  tpm_close(&t);
+  *c = (struct aln_tpm_conn){.primary = ESYS_TR_NONE};
 }
 
 static void end_session(struct tpm *t) {

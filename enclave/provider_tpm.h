@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <tss2/tss2_esys.h>
 #include <tss2/tss2_tpm2_types.h>
 
 #include "proto/secmem.h"
@@ -60,5 +61,33 @@ aln_status aln_tpm_blob_decode(struct aln_tpm_blob *out, const uint8_t *data, si
  * ALN_ERR_EXISTS if kek.tpm is already there (it is never replaced), ALN_ERR_TPM
  * if the TPM fails, ALN_ERR_USAGE for bad arguments or settings. */
 aln_status aln_tpm_kek_install(const struct aln_secret *kek, const char *data_dir) ALN_WUR;
+
+/* An open connection to the TPM named by AILERON_TPM_TCTI, for the enclave's other
+ * TPM users (the rollback counter, enclave/tpm_counter.h): the ESYS context over
+ * its TCTI and the owner hierarchy's primary storage key, which salts sessions. */
+struct aln_tpm_conn {
+  TSS2_TCTI_CONTEXT *tcti;
+  ESYS_CONTEXT *esys;
+  ESYS_TR primary;
+};
+
+/* aln_tpm_conn_open connects to the TPM named by AILERON_TPM_TCTI and creates the
+ * primary storage key the KEK is sealed under (the same key every time), printing
+ * why to stderr on failure. ALN_ERR_USAGE if the variable is unset, ALN_ERR_TPM if
+ * the TPM fails; on failure |c| holds nothing. Close with aln_tpm_conn_close. */
+aln_status aln_tpm_conn_open(struct aln_tpm_conn *c) ALN_WUR;
+
+/* aln_tpm_conn_session starts an HMAC session salted by the primary key into *out
+ * (AES-128-CFB parameter encryption in the directions of |crypt|, 0 for none). The
+ * salt is encrypted to the primary key, so only the TPM and we know the session
+ * key: its response HMACs prove that answers come from the TPM, not from something
+ * on the bus (as far as the primary key the TPM reported is its own: it is not yet
+ * checked against an EK certificate). The caller flushes it with
+ * Esys_FlushContext; on failure *out is ESYS_TR_NONE. */
+aln_status aln_tpm_conn_session(struct aln_tpm_conn *c, ESYS_TR *out, TPMA_SESSION crypt) ALN_WUR;
+
+/* aln_tpm_conn_close flushes the primary key and closes the connection; a zeroed or
+ * already closed |c| is a no-op. */
+void aln_tpm_conn_close(struct aln_tpm_conn *c);
 
 #endif
