@@ -10,6 +10,7 @@
 
 #include "enclave/epoch.h"
 #include "enclave/escrow.h"
+#include "enclave/kek_rotate.h"
 #include "enclave/provider.h"
 #include "enclave/recovery.h"
 #include "enclave/server.h"
@@ -27,11 +28,14 @@ static void usage(void) {
                   "       aileron-enclave host list --data-dir DIR\n"
                   "       aileron-enclave kek export-recovery --to OPERATOR-PUBKEY.pem --out FILE --data-dir DIR\n"
                   "       aileron-enclave kek import-recovery FILE --key OPERATOR-PRIVKEY.pem --data-dir DIR\n"
+                  "       aileron-enclave kek rotate --data-dir DIR   (with the enclave stopped)\n"
                   "environment: AILERON_TEE_PROVIDER=local|tpm (required; confidential-space to come)\n"
                   "             tpm: AILERON_TPM_TCTI (e.g. device:/dev/tpmrm0), AILERON_TPM_PCRS (default "
                   "sha256:7)\n"
+                  "             tpm: AILERON_TPM_NV_INDEX, the rollback counter (default 0x01a1e000)\n"
                   "             AILERON_EPOCH_FILE: rollback-protection state, outside the data dir (required;\n"
-                  "             AILERON_ACCEPT_ROLLBACK_RISK=1 accepts a missing file once)\n");
+                  "             AILERON_ACCEPT_ROLLBACK_RISK=1 accepts a missing file or counter once)\n"
+                  "             AILERON_ACCEPT_EDITED_STATE=1 vouches once for an escrow edited outside the enclave\n");
 }
 
 static int fail(const char *what, aln_status st) {
@@ -81,7 +85,7 @@ static int guard_epoch_counter(struct aln_escrow *esc, const struct aln_provider
  * recorded in AILERON_EPOCH_FILE (required with every provider) and, for a
  * provider with a monotonic counter, than what the counter vouches for. */
 static int guard_epoch(struct aln_escrow *esc, const struct aln_provider *prov, const char *data_dir,
-                       const struct aln_secret *kek) {
+                       const struct aln_secret *kek, const struct aln_secret *old_kek) {
   const char *path = getenv("AILERON_EPOCH_FILE");
   if (path == NULL || path[0] == '\0') {
     /* The counter's base lives in the file too, so every provider needs it. */
@@ -92,6 +96,12 @@ static int guard_epoch(struct aln_escrow *esc, const struct aln_provider *prov, 
     fprintf(stderr, "aileron-enclave: AILERON_EPOCH_FILE must name a file in an existing directory outside the data "
                     "dir\n");
     return 2;
+  }
+  /* A rotation finished at this start may have left the file under the old KEK. */
+  if (old_kek != NULL) {
+    aln_status rs = aln_epoch_rekey(path, old_kek, kek);
+    if (rs != ALN_OK && rs != ALN_ERR_NOT_FOUND)
+      return fail("re-keying the epoch file after the KEK rotation", rs);
   }
   const char *accept = getenv("AILERON_ACCEPT_ROLLBACK_RISK");
   if (prov->counter_new != NULL)
@@ -137,8 +147,38 @@ static int guard_epoch(struct aln_escrow *esc, const struct aln_provider *prov, 
   }
 }
 
-/* open_escrow loads the provider's KEK and opens the escrow in |data_dir|. */
-static int open_escrow(struct aln_escrow **esc, const struct aln_provider **prov, const char *data_dir) {
+static int env_is_1(const char *name) {
+  const char *v = getenv(name);
+  return v != NULL && strcmp(v, "1") == 0;
+}
+
+/* explain_open says why the escrow did not open, in the operator's terms. */
+static int explain_open(aln_status st) {
+  switch (st) {
+  case ALN_ERR_KEK_MISMATCH:
+    fprintf(stderr,
+            "aileron-enclave: the escrow was sealed under another KEK than this data dir's: restore the "
+            "right KEK file, or import it with 'aileron-enclave kek import-recovery' (%s)\n",
+            aln_status_name(st));
+    return 1;
+  case ALN_ERR_STATE_TAMPERED:
+    fprintf(stderr,
+            "aileron-enclave: the escrow database was edited outside the enclave: which credentials or hosts exist, "
+            "its counters or its audit head no longer authenticate (%s). Refusing to start; restore it from a "
+            "backup, or set AILERON_ACCEPT_EDITED_STATE=1 once to vouch for it as it is\n",
+            aln_status_name(st));
+    return 1;
+  default:
+    return fail("opening the escrow", st);
+  }
+}
+
+/* open_escrow loads the provider's KEK and opens the escrow in |data_dir|, after
+ * taking the data dir's lock (|lock|: 0 none, 1 shared, 2 exclusive) into *lock_fd;
+ * a KEK rotation left half done is finished or undone first. |kek_out| (may be
+ * NULL) receives the KEK. */
+static int open_escrow(struct aln_escrow **esc, const struct aln_provider **prov, const char *data_dir, int lock,
+                       int *lock_fd, struct aln_secret *kek_out) {
   const char *name = getenv("AILERON_TEE_PROVIDER");
   if (name == NULL || name[0] == '\0') {
     fprintf(stderr, "aileron-enclave: set AILERON_TEE_PROVIDER (local for the dev enclave)\n");
@@ -152,18 +192,33 @@ static int open_escrow(struct aln_escrow **esc, const struct aln_provider **prov
   aln_status st = aln_private_dir_ensure(data_dir);
   if (st != ALN_OK)
     return fail("data dir", st);
-  struct aln_secret kek = {0};
-  st = (*prov)->kek_load(&kek, data_dir);
-  if (st != ALN_OK)
-    return fail("loading the KEK", st);
-  char path[4096];
-  snprintf(path, sizeof(path), "%s/escrow.db", data_dir);
-  st = aln_escrow_open(esc, path, &kek, 0);
-  if (st != ALN_OK) {
-    aln_secret_free(&kek);
-    return fail("opening the escrow", st);
+  if (lock != 0 && (st = aln_data_dir_lock(lock_fd, data_dir, lock == 2)) != ALN_OK) {
+    if (st == ALN_ERR_EXISTS)
+      fprintf(stderr, "aileron-enclave: %s\n",
+              lock == 2 ? "the data dir is in use (a serving enclave or another command): stop it first"
+                        : "a KEK rotation or recovery is running on this data dir: wait for it to end");
+    return st == ALN_ERR_EXISTS ? 1 : fail("locking the data dir", st);
   }
-  int rc = guard_epoch(*esc, *prov, data_dir, &kek);
+  struct aln_secret kek = {0}, old_kek = {0};
+  enum aln_kek_recovery rec;
+  char path[PATH_MAX];
+  if ((st = aln_path_join(path, data_dir, "escrow.db", NULL)) != ALN_OK)
+    return fail("data dir", st);
+  unsigned flags = env_is_1("AILERON_ACCEPT_EDITED_STATE") ? ALN_ESCROW_ACCEPT_STATE : 0;
+  st = aln_kek_open_escrow(esc, &kek, &old_kek, &rec, *prov, data_dir, path, flags);
+  if (st != ALN_OK)
+    return explain_open(st);
+  if (rec == ALN_KEK_ROTATION_FINISHED)
+    fprintf(stderr, "aileron-enclave: finished an interrupted KEK rotation (the escrow had committed it)\n");
+  else if (rec == ALN_KEK_ROTATION_UNDONE)
+    fprintf(stderr, "aileron-enclave: undid an interrupted KEK rotation (it had not committed; the KEK is "
+                    "unchanged)\n");
+  int rc = guard_epoch(*esc, *prov, data_dir, &kek, old_kek.p != NULL ? &old_kek : NULL);
+  aln_secret_free(&old_kek);
+  if (rc == 0 && kek_out != NULL) {
+    *kek_out = kek;
+    memset(&kek, 0, sizeof(kek));
+  }
   aln_secret_free(&kek);
   if (rc != 0) {
     aln_escrow_free(*esc);
@@ -176,9 +231,10 @@ static int cmd_serve(const char *data_dir, const char *listen) {
   struct aln_escrow *esc = NULL;
   const struct aln_provider *prov = NULL;
   struct aln_server *srv = NULL;
-  int rc = open_escrow(&esc, &prov, data_dir);
+  int lock_fd = -1;
+  int rc = open_escrow(&esc, &prov, data_dir, 1, &lock_fd, NULL);
   if (rc != 0)
-    return rc;
+    goto out;
   aln_status st = aln_upstream_global_init();
   if (st != ALN_OK) {
     rc = fail("libcurl", st);
@@ -206,6 +262,8 @@ static int cmd_serve(const char *data_dir, const char *listen) {
 out:
   aln_server_free(srv);
   aln_escrow_free(esc);
+  if (lock_fd >= 0)
+    close(lock_fd);
   return rc;
 }
 
@@ -214,7 +272,8 @@ static int cmd_host_list(const char *data_dir) {
   const struct aln_provider *prov = NULL;
   struct aln_host_entry *list = NULL;
   size_t num = 0;
-  int rc = open_escrow(&esc, &prov, data_dir);
+  int lock_fd = -1; /* held until the process exits */
+  int rc = open_escrow(&esc, &prov, data_dir, 1, &lock_fd, NULL);
   if (rc != 0)
     return rc;
   aln_status st = aln_escrow_host_list(esc, &list, &num);
@@ -257,7 +316,8 @@ static int cmd_host(int argc, char **argv, const char *data_dir, const char *lab
   } else {
     return usage(), 2;
   }
-  if ((rc = open_escrow(&esc, &prov, data_dir)) != 0)
+  int lock_fd = -1; /* held until the process exits */
+  if ((rc = open_escrow(&esc, &prov, data_dir, 1, &lock_fd, NULL)) != 0)
     return rc;
   st = strcmp(argv[0], "enroll") == 0 ? aln_escrow_host_enroll(esc, spki, label) : aln_escrow_host_remove(esc, spki);
   aln_escrow_free(esc);
@@ -265,6 +325,32 @@ static int cmd_host(int argc, char **argv, const char *data_dir, const char *lab
     return fail(argv[0], st);
   if (aln_hex_encode(hex, sizeof(hex), spki, sizeof(spki)) == ALN_OK)
     printf("%s host key %s\n", strcmp(argv[0], "enroll") == 0 ? "enrolled" : "removed", hex);
+  return 0;
+}
+
+/* rekey_epoch moves the epoch file to the new KEK while a rotation knows both. */
+static aln_status rekey_epoch(void *ctx, const struct aln_secret *old_kek, const struct aln_secret *new_kek) {
+  return aln_epoch_rekey((const char *)ctx, old_kek, new_kek);
+}
+
+/* cmd_kek_rotate runs "kek rotate" on a stopped enclave's data dir. */
+static int cmd_kek_rotate(const char *data_dir) {
+  struct aln_escrow *esc = NULL;
+  const struct aln_provider *prov = NULL;
+  struct aln_secret kek = {0};
+  uint64_t num = 0;
+  int lock_fd = -1; /* exclusive: no enclave may keep the old KEK in memory */
+  int rc = open_escrow(&esc, &prov, data_dir, 2, &lock_fd, &kek);
+  if (rc != 0)
+    return rc;
+  aln_status st = aln_kek_rotate(esc, &kek, &num, prov, data_dir, rekey_epoch, getenv("AILERON_EPOCH_FILE"));
+  aln_escrow_free(esc);
+  aln_secret_free(&kek);
+  if (st != ALN_OK)
+    return fail("rotating the KEK (the next start finishes it if the escrow had committed)", st);
+  printf("KEK rotated: %llu data keys re-wrapped under a new KEK in %s/%s. Recovery files made for the old KEK no "
+         "longer open this escrow: run 'aileron-enclave kek export-recovery' again.\n",
+         (unsigned long long)num, data_dir, prov->kek_file);
   return 0;
 }
 
@@ -308,6 +394,8 @@ static int cmd_kek(int argc, char **argv) {
     return 2;
   }
   aln_status st;
+  if (strcmp(words[0], "rotate") == 0 && nwords == 1 && to == NULL && out == NULL && key == NULL)
+    return cmd_kek_rotate(data_dir);
   if (strcmp(words[0], "export-recovery") == 0 && nwords == 1 && to != NULL && out != NULL && key == NULL) {
     if ((st = aln_recovery_export(prov, data_dir, to, out)) != ALN_OK)
       return fail("exporting the KEK for recovery", st);
@@ -315,7 +403,13 @@ static int cmd_kek(int argc, char **argv) {
     return 0;
   }
   if (strcmp(words[0], "import-recovery") == 0 && nwords == 2 && key != NULL && to == NULL && out == NULL) {
-    if ((st = aln_recovery_import(prov, data_dir, words[1], key)) != ALN_OK)
+    int lock_fd = -1; /* held until the process exits */
+    if ((st = aln_private_dir_ensure(data_dir)) == ALN_OK)
+      st = aln_data_dir_lock(&lock_fd, data_dir, 1);
+    if (st == ALN_ERR_EXISTS)
+      fprintf(stderr, "aileron-enclave: the data dir is in use (a serving enclave or another command): stop it "
+                      "first\n");
+    if (st != ALN_OK || (st = aln_recovery_import(prov, data_dir, words[1], key)) != ALN_OK)
       return fail("importing the recovery file", st);
     printf("KEK recovered and installed for the %s provider in %s\n", prov->name, data_dir);
     return 0;

@@ -22,14 +22,12 @@ aln_status aln_local_kek_load(struct aln_secret *out, const char *data_dir) {
   ALN_ENSURE(out != NULL, ALN_ERR_USAGE);
   memset(out, 0, sizeof(*out));
   ALN_ENSURE(data_dir != NULL && data_dir[0] != '\0', ALN_ERR_USAGE);
-  int n = snprintf(path, sizeof(path), "%s/kek", data_dir);
-  ALN_ENSURE(n > 0 && (size_t)n < sizeof(path), ALN_ERR_USAGE);
+  ALN_GUARD(aln_path_join(path, data_dir, "kek", NULL));
   /* A missing KEK beside an existing escrow is a lost key, not a first start: a
    * new KEK would open nothing and hide the loss. Restore it (kek import-recovery). */
   char db[PATH_MAX];
   struct stat sb;
-  n = snprintf(db, sizeof(db), "%s/escrow.db", data_dir);
-  ALN_ENSURE(n > 0 && (size_t)n < sizeof(db), ALN_ERR_USAGE);
+  ALN_GUARD(aln_path_join(db, data_dir, "escrow.db", NULL));
   if (lstat(path, &sb) != 0 && errno == ENOENT && lstat(db, &sb) == 0) {
     fprintf(stderr,
             "aileron-enclave: %.200s/kek is missing but an escrow exists there; refusing to make a new KEK "
@@ -41,12 +39,26 @@ aln_status aln_local_kek_load(struct aln_secret *out, const char *data_dir) {
   return aln_keyfile_load_or_create(out, path, ALN_KEK_LEN);
 }
 
-aln_status aln_local_kek_install(const struct aln_secret *kek, const char *data_dir) {
+aln_status aln_local_kek_install(const struct aln_secret *kek, const char *data_dir, const char *file) {
   char path[PATH_MAX];
   ALN_ENSURE(kek != NULL && kek->len == ALN_KEK_LEN && data_dir != NULL, ALN_ERR_USAGE);
-  int n = snprintf(path, sizeof(path), "%s/kek", data_dir);
-  ALN_ENSURE(n > 0 && (size_t)n < sizeof(path), ALN_ERR_USAGE);
+  ALN_GUARD(aln_path_join(path, data_dir, file, NULL));
   return aln_keyfile_write_new(path, kek->p, kek->len);
+}
+
+aln_status aln_local_kek_read(struct aln_secret *out, const char *data_dir, const char *file) {
+  char path[PATH_MAX];
+  ALN_ENSURE(out != NULL, ALN_ERR_USAGE);
+  memset(out, 0, sizeof(*out));
+  ALN_ENSURE(data_dir != NULL, ALN_ERR_USAGE);
+  ALN_GUARD(aln_path_join(path, data_dir, file, NULL));
+  /* One byte more than a KEK, so a longer file is told from a KEK-sized one. */
+  ALN_GUARD(aln_keyfile_read(out, path, ALN_KEK_LEN + 1));
+  if (out->len != ALN_KEK_LEN) {
+    aln_secret_free(out);
+    return ALN_ERR_STORE;
+  }
+  return ALN_OK;
 }
 
 static aln_status local_evidence(uint8_t **out, size_t *out_len, EVP_PKEY *sign_key,
@@ -60,6 +72,7 @@ static const struct aln_provider providers[] = {
      .kek_load = aln_local_kek_load,
      .kek_file = "kek",
      .kek_install = aln_local_kek_install,
+     .kek_read = aln_local_kek_read,
      .evidence = local_evidence},
     /* Until TPM quotes exist (attestation issue) the tpm provider signs the same
      * debug-marked local evidence: the host accepts it only in --dev. */
@@ -68,6 +81,7 @@ static const struct aln_provider providers[] = {
      .kek_load = aln_tpm_kek_load,
      .kek_file = "kek.tpm",
      .kek_install = aln_tpm_kek_install,
+     .kek_read = aln_tpm_kek_read,
      .evidence = local_evidence,
      .counter_new = aln_tpm_counter_new},
 };

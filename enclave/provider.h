@@ -25,9 +25,13 @@ struct aln_provider {
   aln_status (*kek_load)(struct aln_secret *out, const char *data_dir);
   /* kek_file is the file in the data dir that holds the (sealed) KEK. */
   const char *kek_file;
-  /* kek_install stores a given KEK (recovery import) as kek_load will find it;
-   * ALN_ERR_EXISTS if kek_file is already there. */
-  aln_status (*kek_install)(const struct aln_secret *kek, const char *data_dir);
+  /* kek_install stores a given KEK (recovery import, or the next KEK of a
+   * rotation) in the data dir's |file| the way kek_load reads kek_file: durably,
+   * never replacing a file (ALN_ERR_EXISTS). */
+  aln_status (*kek_install)(const struct aln_secret *kek, const char *data_dir, const char *file);
+  /* kek_read loads the KEK kek_install stored in |file| (never creates one):
+   * ALN_ERR_NOT_FOUND if it is not there. */
+  aln_status (*kek_read)(struct aln_secret *out, const char *data_dir, const char *file);
   /* evidence produces evidence for |binding| signed/anchored as the kind requires;
    * *out is freed by the caller with free(). */
   aln_status (*evidence)(uint8_t **out, size_t *out_len, EVP_PKEY *sign_key, const uint8_t binding[ALN_BINDING_LEN]);
@@ -46,8 +50,11 @@ const struct aln_provider *aln_provider_find(const char *name);
  * the wrong size. Exposed for tests. */
 aln_status aln_local_kek_load(struct aln_secret *out, const char *data_dir) ALN_WUR;
 
-/* aln_local_kek_install writes |kek| to DATA_DIR/kek (0600, O_EXCL). */
-aln_status aln_local_kek_install(const struct aln_secret *kek, const char *data_dir) ALN_WUR;
+/* aln_local_kek_install writes |kek| to DATA_DIR/|file| (0600, O_EXCL). */
+aln_status aln_local_kek_install(const struct aln_secret *kek, const char *data_dir, const char *file) ALN_WUR;
+
+/* aln_local_kek_read reads DATA_DIR/|file|: exactly ALN_KEK_LEN bytes, 0600, ours. */
+aln_status aln_local_kek_read(struct aln_secret *out, const char *data_dir, const char *file) ALN_WUR;
 
 /* aln_tpm_kek_load is the tpm provider's kek_load: unseals the KEK sealed in
  * DATA_DIR/kek.tpm by the TPM named by AILERON_TPM_TCTI, or on first start seals a

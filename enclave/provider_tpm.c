@@ -538,9 +538,33 @@ out:
   return st;
 }
 
+/* read_sealed reads the sealed KEK in |path| and unseals it. */
+static aln_status read_sealed(struct tpm *t, struct aln_secret *out, const char *path) {
+  struct aln_secret file = {0};
+  aln_status st = aln_keyfile_read(&file, path, ALN_TPM_BLOB_MAX);
+  if (st == ALN_OK)
+    st = load_existing(t, out, &file);
+  else if (st == ALN_ERR_TOO_LARGE)
+    tpm_say("the sealed KEK file is larger than any sealed KEK; it was left untouched");
+  aln_secret_free(&file);
+  return st;
+}
+
+aln_status aln_tpm_kek_read(struct aln_secret *out, const char *data_dir, const char *file) {
+  char path[PATH_MAX];
+  struct tpm t = {.primary = ESYS_TR_NONE, .sealed = ESYS_TR_NONE, .session = ESYS_TR_NONE};
+
+  ALN_ENSURE(out != NULL, ALN_ERR_USAGE);
+  memset(out, 0, sizeof(*out));
+  ALN_ENSURE(data_dir != NULL && data_dir[0] != '\0', ALN_ERR_USAGE);
+  ALN_GUARD(aln_path_join(path, data_dir, file, NULL));
+  aln_status st = read_sealed(&t, out, path);
+  tpm_close(&t);
+  return st;
+}
+
 aln_status aln_tpm_kek_load(struct aln_secret *out, const char *data_dir) {
   char path[PATH_MAX], db[PATH_MAX];
-  struct aln_secret file = {0};
   struct tpm t = {.primary = ESYS_TR_NONE, .sealed = ESYS_TR_NONE, .session = ESYS_TR_NONE};
   struct stat sb;
   aln_status st = ALN_ERR_INTERNAL;
@@ -548,15 +572,11 @@ aln_status aln_tpm_kek_load(struct aln_secret *out, const char *data_dir) {
   ALN_ENSURE(out != NULL, ALN_ERR_USAGE);
   memset(out, 0, sizeof(*out));
   ALN_ENSURE(data_dir != NULL && data_dir[0] != '\0', ALN_ERR_USAGE);
-  int n = snprintf(path, sizeof(path), "%s/kek.tpm", data_dir);
-  ALN_ENSURE(n > 0 && (size_t)n < sizeof(path), ALN_ERR_USAGE);
-  n = snprintf(db, sizeof(db), "%s/escrow.db", data_dir);
-  ALN_ENSURE(n > 0 && (size_t)n < sizeof(db), ALN_ERR_USAGE);
+  ALN_GUARD(aln_path_join(path, data_dir, "kek.tpm", NULL));
+  ALN_GUARD(aln_path_join(db, data_dir, "escrow.db", NULL));
 
-  st = aln_keyfile_read(&file, path, ALN_TPM_BLOB_MAX);
-  if (st == ALN_OK) {
-    st = load_existing(&t, out, &file);
-  } else if (st == ALN_ERR_NOT_FOUND) {
+  st = read_sealed(&t, out, path);
+  if (st == ALN_ERR_NOT_FOUND) {
     /* A new KEK could not open what an existing escrow holds: stop instead. */
     if (stat(db, &sb) == 0 || errno != ENOENT) {
       tpm_say("kek.tpm is missing but escrow.db exists: refusing to make a new KEK that cannot open it");
@@ -564,23 +584,19 @@ aln_status aln_tpm_kek_load(struct aln_secret *out, const char *data_dir) {
     } else {
       st = create_new(&t, out, path);
     }
-  } else if (st == ALN_ERR_TOO_LARGE) {
-    tpm_say("kek.tpm is larger than any sealed KEK; it was left untouched");
   }
-  aln_secret_free(&file);
   tpm_close(&t);
   return st;
 }
 
-aln_status aln_tpm_kek_install(const struct aln_secret *kek, const char *data_dir) {
+aln_status aln_tpm_kek_install(const struct aln_secret *kek, const char *data_dir, const char *file) {
   char path[PATH_MAX];
   struct tpm t = {.primary = ESYS_TR_NONE, .sealed = ESYS_TR_NONE, .session = ESYS_TR_NONE};
   struct stat sb;
 
   ALN_ENSURE(kek != NULL && kek->p != NULL && kek->len == ALN_KEK_LEN, ALN_ERR_USAGE);
   ALN_ENSURE(data_dir != NULL && data_dir[0] != '\0', ALN_ERR_USAGE);
-  int n = snprintf(path, sizeof(path), "%s/kek.tpm", data_dir);
-  ALN_ENSURE(n > 0 && (size_t)n < sizeof(path), ALN_ERR_USAGE);
+  ALN_GUARD(aln_path_join(path, data_dir, file, NULL));
   /* Checked before touching the TPM; the O_EXCL write is the real guard. */
   ALN_ENSURE(lstat(path, &sb) != 0, ALN_ERR_EXISTS);
   ALN_ENSURE(errno == ENOENT, ALN_ERR_IO);

@@ -55,12 +55,17 @@ aln_status aln_tpm_blob_encode(uint8_t **out, size_t *out_len, const struct aln_
 aln_status aln_tpm_blob_decode(struct aln_tpm_blob *out, const uint8_t *data, size_t len) ALN_WUR;
 
 /* aln_tpm_kek_install seals the given |kek| (ALN_KEK_LEN bytes, e.g. recovered
- * from a recovery file) to the TPM named by AILERON_TPM_TCTI under a PolicyPCR
- * policy on AILERON_TPM_PCRS, checks that it unseals to the same value, and writes
- * DATA_DIR/kek.tpm (0600), exactly as aln_tpm_kek_load does on first start.
- * ALN_ERR_EXISTS if kek.tpm is already there (it is never replaced), ALN_ERR_TPM
- * if the TPM fails, ALN_ERR_USAGE for bad arguments or settings. */
-aln_status aln_tpm_kek_install(const struct aln_secret *kek, const char *data_dir) ALN_WUR;
+ * from a recovery file, or the next KEK of a rotation) to the TPM named by
+ * AILERON_TPM_TCTI under a PolicyPCR policy on AILERON_TPM_PCRS, checks that it
+ * unseals to the same value, and writes DATA_DIR/|file| (0600), exactly as
+ * aln_tpm_kek_load does on first start. ALN_ERR_EXISTS if the file is already there
+ * (it is never replaced), ALN_ERR_TPM if the TPM fails, ALN_ERR_USAGE for bad
+ * arguments or settings. */
+aln_status aln_tpm_kek_install(const struct aln_secret *kek, const char *data_dir, const char *file) ALN_WUR;
+
+/* aln_tpm_kek_read unseals the KEK sealed in DATA_DIR/|file| (never makes one):
+ * ALN_ERR_NOT_FOUND if the file is not there; otherwise as aln_tpm_kek_load. */
+aln_status aln_tpm_kek_read(struct aln_secret *out, const char *data_dir, const char *file) ALN_WUR;
 
 /* An open connection to the TPM named by AILERON_TPM_TCTI, for the enclave's other
  * TPM users (the rollback counter, enclave/tpm_counter.h): the ESYS context over

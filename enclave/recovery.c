@@ -189,12 +189,6 @@ out:
 
 /* ---- files and providers ------------------------------------------------------- */
 
-static aln_status join(char out[PATH_MAX], const char *dir, const char *name) {
-  int n = snprintf(out, PATH_MAX, "%s/%s", dir, name);
-  ALN_ENSURE(n > 0 && n < PATH_MAX, ALN_ERR_USAGE);
-  return ALN_OK;
-}
-
 /* kek_path writes the path of |prov|'s KEK file in |data_dir| to |out|; refuses a
  * provider whose KEK does not live in the data dir (|verb| names the command). */
 static aln_status kek_path(char out[PATH_MAX], const struct aln_provider *prov, const char *data_dir,
@@ -203,7 +197,7 @@ static aln_status kek_path(char out[PATH_MAX], const struct aln_provider *prov, 
     fprintf(stderr, "aileron-enclave: kek: this TEE provider has no recovery %s\n", verb);
     return ALN_ERR_USAGE;
   }
-  return join(out, data_dir, prov->kek_file);
+  return aln_path_join(out, data_dir, prov->kek_file, NULL);
 }
 
 /* read_public reads at most |max| bytes of the non-secret file |path|. */
@@ -337,7 +331,7 @@ aln_status aln_recovery_import(const struct aln_provider *prov, const char *data
   if (st != ALN_OK)
     goto out;
   ALN_GUARD_GOTO(st, aln_private_dir_ensure(data_dir), out);
-  st = prov->kek_install(&kek, data_dir);
+  st = prov->kek_install(&kek, data_dir, prov->kek_file);
   if (st == ALN_ERR_EXISTS)
     fprintf(stderr, "aileron-enclave: kek: the data dir already has a %s; move it away first\n", name);
 out:

@@ -29,12 +29,6 @@
 #define HOST_CERT_DAYS 3650
 #define PEM_FILE_MAX (64 * 1024)
 
-static aln_status path_join(char out[PATH_MAX], const char *dir, const char *name) {
-  int n = snprintf(out, PATH_MAX, "%s/%s", dir, name);
-  ALN_ENSURE(n > 0 && n < PATH_MAX, ALN_ERR_USAGE);
-  return ALN_OK;
-}
-
 aln_status aln_daemon_paths_init(struct aln_daemon_paths *out, const char *state_dir, const char *socket) {
   ALN_ENSURE(out != NULL, ALN_ERR_USAGE);
   memset(out, 0, sizeof(*out));
@@ -50,16 +44,16 @@ aln_status aln_daemon_paths_init(struct aln_daemon_paths *out, const char *state
   else
     return ALN_ERR_USAGE;
   ALN_ENSURE(n > 0 && n < PATH_MAX, ALN_ERR_USAGE);
-  ALN_GUARD(path_join(out->operator_token, out->state_dir, "operator.token"));
-  ALN_GUARD(path_join(out->session_key, out->state_dir, "session.key"));
-  ALN_GUARD(path_join(out->host_key, out->state_dir, "host.key"));
-  ALN_GUARD(path_join(out->host_crt, out->state_dir, "host.crt"));
-  ALN_GUARD(path_join(out->host_spki, out->state_dir, "host.spki"));
+  ALN_GUARD(aln_path_join(out->operator_token, out->state_dir, "operator.token", NULL));
+  ALN_GUARD(aln_path_join(out->session_key, out->state_dir, "session.key", NULL));
+  ALN_GUARD(aln_path_join(out->host_key, out->state_dir, "host.key", NULL));
+  ALN_GUARD(aln_path_join(out->host_crt, out->state_dir, "host.crt", NULL));
+  ALN_GUARD(aln_path_join(out->host_spki, out->state_dir, "host.spki", NULL));
   if (socket != NULL && socket[0] != '\0') {
     n = snprintf(out->socket, PATH_MAX, "%s", socket);
     ALN_ENSURE(n > 0 && n < PATH_MAX, ALN_ERR_USAGE);
   } else {
-    ALN_GUARD(path_join(out->socket, out->state_dir, "aileron.sock"));
+    ALN_GUARD(aln_path_join(out->socket, out->state_dir, "aileron.sock", NULL));
   }
   return ALN_OK;
 }
@@ -187,7 +181,7 @@ aln_status aln_daemon_host_key_ensure(char spki_hex[ALN_DAEMON_SPKI_HEX_LEN + 1]
   char lock_path[PATH_MAX], line[ALN_DAEMON_SPKI_HEX_LEN + 2];
   uint8_t spki[ALN_SPKI_HASH_LEN];
   ALN_ENSURE(spki_hex != NULL && paths != NULL, ALN_ERR_USAGE);
-  ALN_GUARD(path_join(lock_path, paths->state_dir, "host.lock"));
+  ALN_GUARD(aln_path_join(lock_path, paths->state_dir, "host.lock", NULL));
   /* Serialise first starts: two daemons must not each write half an identity. */
   lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   ALN_ENSURE_GOTO(st, lock >= 0 && flock(lock, LOCK_EX) == 0, ALN_ERR_IO, out);

@@ -293,3 +293,10 @@ aln_status aln_hex_decode(uint8_t *out, size_t out_len, const char *in, size_t i
   }
   return ALN_OK;
 }
+
+aln_status aln_path_join(char *out, const char *dir, const char *name, const char *suffix) {
+  ALN_ENSURE(out != NULL && dir != NULL && name != NULL, ALN_ERR_USAGE);
+  int n = snprintf(out, PATH_MAX, "%s/%s%s", dir, name, suffix != NULL ? suffix : "");
+  ALN_ENSURE(n > 0 && n < PATH_MAX, ALN_ERR_USAGE);
+  return ALN_OK;
+}

@@ -30,6 +30,10 @@ aln_status aln_keyfile_replace(const char *path, const uint8_t *data, size_t len
  * file has another size. */
 aln_status aln_keyfile_load_or_create(struct aln_secret *out, const char *path, size_t len) ALN_WUR;
 
+/* aln_path_join writes "|dir|/|name||suffix|" (suffix may be NULL) to |out| of
+ * PATH_MAX bytes; ALN_ERR_USAGE if it does not fit. */
+aln_status aln_path_join(char *out, const char *dir, const char *name, const char *suffix) ALN_WUR;
+
 /* aln_private_dir_ensure creates directory |path| with mode 0700 if missing and
  * returns ALN_ERR_PERMS if an existing one is group/other accessible. */
 aln_status aln_private_dir_ensure(const char *path) ALN_WUR;

@@ -1,6 +1,8 @@
 """Crash safety of the escrow (issue 3): aileron-enclave is killed with SIGKILL at a
 random moment of a burst of puts, replaces and revokes, restarted on the same data
-dir, and checked against a model kept by the client:
+dir, and checked against a model kept by the client. Between one in ROTATE_EVERY of
+the cycles, `aileron-enclave kek rotate` runs on the stopped data dir and is itself
+killed at a random moment, so the next start must finish or undo the rotation:
 
 - every write the client saw acknowledged (status 0) is there, at exactly the version
   it was acknowledged with; nothing acknowledged as revoked is live again;
@@ -10,7 +12,10 @@ dir, and checked against a model kept by the client:
   ALN_ERR_DEST_NOT_ALLOWED, which the enclave only answers after unsealing it), and
   every revoked one is refused as revoked;
 - the audit hash chain recomputes, row for row, as enclave/escrow.c computes it, and
-  holds a row for every acknowledged operation.
+  holds a row for every acknowledged operation;
+- after a rotation, interrupted or not, exactly one KEK file is left (no kek.next),
+  the epoch file authenticates under it, and every record opens: under exactly one
+  KEK, the one in that file.
 
 A second test damages copies of a checked store by hand (a lost put or revoke, a
 flipped ciphertext, an edited binding or audit row, an older copy restored) and
@@ -51,6 +56,7 @@ ENCLAVE_BIN = os.environ.get("ALN_ENCLAVE_BIN", "aileron-enclave")
 CYCLES = int(os.environ.get("ALN_CRASH_CYCLES", "200"))
 SEED = int(os.environ.get("ALN_CRASH_SEED", str(random.SystemRandom().randrange(1 << 32))))
 KILL_WINDOW_S = 0.150  # the SIGKILL lands uniformly in [0, 150 ms) after the burst starts
+ROTATE_EVERY = 4  # one cycle in this many also runs an interrupted (or not) KEK rotation
 FULL_AUDIT_EVERY = 25
 BURST_MAX = 2000  # safety bound; a burst normally ends with the kill long before this
 
@@ -75,16 +81,25 @@ def epoch_path(data_dir):
     return os.path.join(os.path.dirname(data_dir), "epoch")
 
 
-def read_epochs(data_dir):
+def read_epochs(data_dir, keks=("kek",)):
     """(epoch in the file, epoch in the database), the file's MAC checked independently
-    of enclave/epoch.c: HMAC-SHA256(HMAC-SHA256(KEK, label), magic || be64 epoch)."""
+    of enclave/epoch.c: HMAC-SHA256(HMAC-SHA256(KEK, label), magic || be64 epoch),
+    under the KEK in one of the files |keks| of the data dir (an interrupted rotation
+    may have left it under the new KEK in kek.next, or the old one)."""
     with open(epoch_path(data_dir), "rb") as f:
         img = f.read()
-    with open(f"{data_dir}/kek", "rb") as f:
-        kek = f.read()
     assert len(img) == 48 and img[:8] == b"ALNEPOC1", img.hex()
-    k = hmac.new(kek, b"aileron-epoch-key-v1", hashlib.sha256).digest()
-    assert hmac.compare_digest(hmac.new(k, img[:16], hashlib.sha256).digest(), img[16:]), "epoch file MAC"
+    for name in keks:
+        try:
+            with open(f"{data_dir}/{name}", "rb") as f:
+                kek = f.read()
+        except FileNotFoundError:
+            continue
+        k = hmac.new(kek, b"aileron-epoch-key-v1", hashlib.sha256).digest()
+        if hmac.compare_digest(hmac.new(k, img[:16], hashlib.sha256).digest(), img[16:]):
+            break
+    else:
+        raise AssertionError(f"epoch file MAC verifies under none of {keks}")
     db = sqlite3.connect(f"file:{data_dir}/escrow.db?mode=ro", uri=True)
     try:
         (db_epoch,) = db.execute("SELECT epoch FROM meta WHERE id = 1").fetchone()
@@ -168,22 +183,27 @@ class Enclave:
         return rc
 
 
-class CrashSafety(unittest.TestCase):
+class LocalEnclaveCase(unittest.TestCase):
+    """A private scratch dir, the local provider, and an enrolled client identity,
+    for tests that run aileron-enclave processes on data dirs of their own."""
     @classmethod
     def setUpClass(cls):
-        cls.dir = tempfile.mkdtemp(prefix="aileron-crash-")
+        cls.dir = tempfile.mkdtemp(prefix=f"aileron-{cls.__name__.lower()}-")
         os.chmod(cls.dir, 0o700)
         cls.env = dict(os.environ, AILERON_TEE_PROVIDER="local")
-        cls.identity = make_client_identity(cls.dir, "crash-client")
+        cls.identity = make_client_identity(cls.dir, "test-client")
 
     @classmethod
     def tearDownClass(cls):
         if os.environ.get("ALN_KEEP_TEST_DIR") != "1":
             shutil.rmtree(cls.dir, ignore_errors=True)
 
+
+class CrashSafety(LocalEnclaveCase):
+
     def setUp(self):
         self.data_dir = f"{tempfile.mkdtemp(dir=self.dir)}/enclave"
-        run([ENCLAVE_BIN, "host", "enroll", self.identity[0], "--label", "crash-client", "--data-dir", self.data_dir],
+        run([ENCLAVE_BIN, "host", "enroll", self.identity[0], "--label", "test-client", "--data-dir", self.data_dir],
             env=dict(self.env, AILERON_EPOCH_FILE=epoch_path(self.data_dir)))
         self.rng = random.Random(SEED)
         self.model = {}  # name -> (version, revoked) of its newest row; absent: never written
@@ -191,6 +211,7 @@ class CrashSafety(unittest.TestCase):
         self.stats = collections.Counter()
         self.chain_len, self.chain_tip, self.chain_rows = 0, bytes(32), collections.Counter()  # verified so far
         self.cycle = 0
+        self.rotate_s = None  # how long an uninterrupted `kek rotate` takes here, measured once
 
     def where(self):
         return f"cycle {self.cycle}, seed {SEED}, data dir {self.data_dir}"
@@ -382,7 +403,7 @@ class CrashSafety(unittest.TestCase):
             if seq == self.chain_len:
                 self.assertEqual(h, self.chain_tip, f"audit history rewritten ({self.where()})")
             prev = h
-            seen[(strs[2].decode(), strs[3].decode(), r[9])] += 1
+            seen[(strs[2].decode(), (strs[3] or b"").decode(), r[9])] += 1  # a rotation names no credential
         self.assertGreaterEqual(n, self.chain_len, f"audit rows lost ({self.where()})")
 
         missing = self.audited - seen
@@ -413,12 +434,50 @@ class CrashSafety(unittest.TestCase):
         else:
             self.stats["in doubt, did not happen"] += 1
 
+    def rotate(self):
+        """Runs `kek rotate` on the stopped data dir and SIGKILLs it at a random moment
+        within about twice its usual run time, so the kill lands before, inside and
+        after the escrow's commit. Returns the KEK before it."""
+        with open(f"{self.data_dir}/kek", "rb") as f:
+            before = f.read()
+        env = dict(self.env, AILERON_EPOCH_FILE=epoch_path(self.data_dir))
+        p = subprocess.Popen([ENCLAVE_BIN, "kek", "rotate", "--data-dir", self.data_dir], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        window = 2 * (self.rotate_s or 0.02)
+        try:
+            p.wait(self.rng.uniform(0, window))
+        except subprocess.TimeoutExpired:
+            p.send_signal(signal.SIGKILL)
+        out, err = p.communicate(30)
+        if p.returncode == 0:
+            self.stats["rotations completed"] += 1
+        else:
+            self.assertEqual(p.returncode, -signal.SIGKILL, f"kek rotate failed ({self.where()}): {err!r}")
+            self.stats["rotations killed"] += 1
+        return before
+
+    def after_rotation(self, enc, kek_before):
+        """After the start that follows a rotation: one KEK file is left, and if it
+        changed, the rotation committed and its audit row must be there."""
+        self.assertFalse(os.path.exists(f"{self.data_dir}/kek.next"), f"kek.next left behind ({self.where()})")
+        with open(f"{self.data_dir}/kek", "rb") as f:
+            after = f.read()
+        self.assertEqual(len(after), 32)
+        if after != kek_before:
+            self.audited[("kek-rotate", "", OK)] += 1
+            self.stats["KEK changed"] += 1
+        text = enc.text()
+        self.stats["start finished a rotation"] += "finished an interrupted KEK rotation" in text
+        self.stats["start undid a rotation"] += "undid an interrupted KEK rotation" in text
+
     # ---- the loop ---------------------------------------------------------------
-    def run_cycles(self, cycles, snapshot_at=None):
+    def run_cycles(self, cycles, snapshot_at=None, rotate=True):
         """|cycles| times: start the enclave, check the store against the model, write
         until a SIGKILL. Then one last start and check, and a clean stop. The data dir
         as it is before cycle |snapshot_at| is copied to self.snapshot."""
-        in_doubt = None
+        in_doubt, kek_before = None, None
+        if self.rotate_s is None:
+            self.rotate_s = 0.0
         for self.cycle in range(cycles + 1):
             last = self.cycle == cycles
             if self.cycle == snapshot_at:
@@ -428,11 +487,13 @@ class CrashSafety(unittest.TestCase):
             # The epoch file is written after each commit, so a kill leaves it at the
             # database's epoch or one behind, never ahead (which would read as a
             # rollback); the start accepts it and brings it level.
-            file_epoch, db_epoch = read_epochs(self.data_dir)
+            file_epoch, db_epoch = read_epochs(self.data_dir, ("kek", "kek.next"))
             self.assertIn(file_epoch, (db_epoch - 1, db_epoch), f"epoch file vs database ({self.where()})")
             self.stats["epoch file one behind"] += file_epoch == db_epoch - 1
             enc = Enclave(self.data_dir, self.env)
             self.assertEqual(read_epochs(self.data_dir), (db_epoch, db_epoch), f"epoch not repaired ({self.where()})")
+            if kek_before is not None:
+                self.after_rotation(enc, kek_before)
             conn = None
             try:
                 conn = self.connect(enc)
@@ -452,11 +513,24 @@ class CrashSafety(unittest.TestCase):
                 rc = enc.reap()
             want = 0 if last else -signal.SIGKILL
             self.assertEqual(rc, want, f"enclave exit status {rc} ({self.where()}):\n{enc.text()}")
+            kek_before = None
+            if rotate and not last and self.cycle % ROTATE_EVERY == ROTATE_EVERY - 1:
+                kek_before = self.rotate()
+
+    def measure_rotation(self):
+        """Times one uninterrupted rotation on a scratch copy, to aim the kills."""
+        scratch = f"{tempfile.mkdtemp(dir=self.dir)}/enclave"
+        shutil.copytree(self.data_dir, scratch)
+        shutil.copy2(epoch_path(self.data_dir), epoch_path(scratch))
+        started = time.monotonic()
+        run([ENCLAVE_BIN, "kek", "rotate", "--data-dir", scratch],
+            env=dict(self.env, AILERON_EPOCH_FILE=epoch_path(scratch)))
+        self.rotate_s = time.monotonic() - started
 
     def test_sigkill_during_writes_loses_nothing_acknowledged(self):
         # The rollback epoch is checked around every restart in run_cycles.
-        # TODO(issue 3, KEK rotation): add `aileron-enclave kek rotate` to the burst
-        # once it exists, and check that every record opens under exactly one KEK.
+        self.run_cycles(2)
+        self.measure_rotation()
         started = time.monotonic()
         self.run_cycles(CYCLES)
         elapsed = time.monotonic() - started
@@ -467,19 +541,26 @@ class CrashSafety(unittest.TestCase):
               f"{s['in doubt, did not happen']} did not, "
               f"{s['in doubt, refused']} refused ones changed nothing; "
               f"{s['burst ran out before the kill']} bursts ran out first; {s['audit rows']} audit rows chained; "
-              f"the epoch file was one behind the database after {s['epoch file one behind']} kills",
+              f"the epoch file was one behind the database after {s['epoch file one behind']} kills; "
+              f"KEK rotations (one takes {self.rotate_s * 1000:.1f} ms): {s['rotations completed']} completed, "
+              f"{s['rotations killed']} killed; the next start finished {s['start finished a rotation']} and undid "
+              f"{s['start undid a rotation']}; the KEK changed {s['KEK changed']} times",
               file=sys.stderr)
         # The loop must actually have exercised both outcomes of an interrupted write.
         if CYCLES >= 200:
             self.assertGreater(s["in doubt, happened"], CYCLES // 10)
             self.assertGreater(s["in doubt, did not happen"], CYCLES // 20)
+            # ... and rotations, both killed and completed. (Each state a kill can
+            # leave is also made by hand in test_kek_rotation.py, deterministically.)
+            self.assertGreater(s["rotations killed"], 0)
+            self.assertGreater(s["KEK changed"], 0)
         self.assertGreater(s["acknowledged"], CYCLES)
 
     def test_the_checks_catch_damage(self):
         """The checks above have teeth: each kind of damage a broken escrow could
         leave behind, made by hand on a copy of a store the checks passed, fails
         them, and the undamaged copy still passes."""
-        self.run_cycles(5, snapshot_at=2)
+        self.run_cycles(5, snapshot_at=2, rotate=False)  # the old copy shares the current KEK
         # Make sure there is a live credential (B) and a tombstone with no live row (A).
         a, b = NAMES[0], NAMES[1]
         enc = Enclave(self.data_dir, self.env)
@@ -555,7 +636,8 @@ class CrashSafety(unittest.TestCase):
                     # caught by the enclave itself: the state MAC no longer verifies.
                     with self.assertRaises(AssertionError, msg=f"{what} went unnoticed") as refused:
                         Enclave(self.data_dir, self.env)
-                    self.assertIn("escrow state failed authentication", str(refused.exception))
+                    self.assertIn("edited outside the enclave", str(refused.exception))
+                    self.assertIn("ALN_ERR_STATE_TAMPERED", str(refused.exception))
                     continue
                 enc = Enclave(self.data_dir, self.env)
                 try:

@@ -228,6 +228,36 @@ class TpmProvider(unittest.TestCase):
         self.assertEqual(self.s.nginx_log(), before, "a request left without the real KEK")
         self.assert_use_works()  # the real enclave was never affected
 
+    def test_3b_kek_rotation_reseals_a_new_kek_to_the_tpm(self):
+        """`kek rotate` with the tpm provider: the new KEK is sealed to the TPM (never
+        in a plain file), kek.tpm is replaced whole, the credential still works, and
+        the rotation moves the NV counter (a custody write) once."""
+        d = self.s.enclave_dir
+        self.s.stop_daemon()
+        self.assertEqual(self.s.enclave.stop(), 0)
+        with open(f"{d}/kek.tpm", "rb") as f:
+            before = f.read()
+        nv = struct.unpack(">Q", self.swtpm.tool("tpm2_nvread", hex(NV_INDEX), "-s", "8").stdout)[0]
+        env = dict(self.s.enclave_env)
+        p = subprocess.run([ENCLAVE_BIN, "kek", "rotate", "--data-dir", d], env=env, capture_output=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(struct.unpack(">Q", self.swtpm.tool("tpm2_nvread", hex(NV_INDEX), "-s", "8").stdout)[0],
+                         nv + 1, "the rotation did not move the NV counter exactly once")
+        self.assertIn(b"1 data keys re-wrapped", p.stdout)
+        with open(f"{d}/kek.tpm", "rb") as f:
+            after = f.read()
+        self.assertEqual(after[:8], b"ALNTPMK1")
+        self.assertNotEqual(after, before)
+        self.assertFalse(os.path.exists(f"{d}/kek.tpm.next"))
+        self.assertFalse(os.path.exists(f"{d}/kek"), "a plaintext KEK file was written")
+        for name, data in self.s.enclave_files():
+            self.assertNotIn(SECRET, data, name)
+        self.s.enclave = self.start_enclave(d, self.s.enclave_env, self.s.enclave_port,
+                                            f"enclave-{len(self.s.procs)}.log")
+        self.s.start_daemon()
+        self.assert_use_works()
+        type(self).blob = after
+
     def test_4_pcr_change_refuses_start_and_keeps_everything(self):
         self.s.stop_daemon()
         self.assertEqual(self.s.enclave.stop(), 0)

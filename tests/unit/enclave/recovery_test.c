@@ -416,7 +416,7 @@ static void test_tpm_install_refuses_existing(void **state) {
   assert_int_equal(fclose(fp), 0);
   /* Refused before any TPM is contacted (no AILERON_TPM_TCTI is needed). */
   unsetenv("AILERON_TPM_TCTI");
-  assert_int_equal(aln_tpm_kek_install(&kek, f->dst), ALN_ERR_EXISTS);
+  assert_int_equal(aln_tpm_kek_install(&kek, f->dst, "kek.tpm"), ALN_ERR_EXISTS);
 
   /* Through import too, with a valid recovery file. */
   assert_int_equal(mkdir(f->src, 0700), 0);
@@ -434,8 +434,8 @@ static void test_tpm_install_refuses_existing(void **state) {
 
   /* Bad arguments. */
   struct aln_secret short_kek = {(uint8_t *)blob, 31};
-  assert_int_equal(aln_tpm_kek_install(&short_kek, f->dst), ALN_ERR_USAGE);
-  assert_int_equal(aln_tpm_kek_install(NULL, f->dst), ALN_ERR_USAGE);
+  assert_int_equal(aln_tpm_kek_install(&short_kek, f->dst, "kek.tpm"), ALN_ERR_USAGE);
+  assert_int_equal(aln_tpm_kek_install(NULL, f->dst, "kek.tpm"), ALN_ERR_USAGE);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -472,6 +473,24 @@ static void test_hex_round_trip(void **state) {
   assert_memory_equal(in, back, sizeof(in));
 }
 
+static void test_path_join(void **state) {
+  (void)state;
+  char out[PATH_MAX];
+  assert_int_equal(aln_path_join(out, "/d", "kek", NULL), ALN_OK);
+  assert_string_equal(out, "/d/kek");
+  assert_int_equal(aln_path_join(out, "/d", "kek", ".next"), ALN_OK);
+  assert_string_equal(out, "/d/kek.next");
+  /* Too long for PATH_MAX is refused, never truncated into another path. */
+  char *dir = malloc(PATH_MAX);
+  assert_non_null(dir);
+  memset(dir, 'a', PATH_MAX - 6);
+  dir[PATH_MAX - 6] = '\0';
+  assert_int_equal(aln_path_join(out, dir, "kek", NULL), ALN_OK); /* exactly PATH_MAX - 1 */
+  assert_int_equal(aln_path_join(out, dir, "kek", ".next"), ALN_ERR_USAGE);
+  free(dir);
+  assert_int_equal(aln_path_join(out, NULL, "kek", NULL), ALN_ERR_USAGE);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 int main(void) {
   const struct CMUnitTest tests[] = {
@@ -489,6 +508,7 @@ int main(void) {
       T(test_private_dir_ensure),
       T(test_hex_encode),
       T(test_hex_decode),
+      T(test_path_join),
       T(test_hex_round_trip),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
