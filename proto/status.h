@@ -57,6 +57,10 @@
   X(ALN_ERR_ATTEST_SIG, ALN_CAT_ATTEST, 3, "evidence signature invalid")                                               \
   X(ALN_ERR_ATTEST_BINDING, ALN_CAT_ATTEST, 4, "evidence not bound to this channel")                                   \
   X(ALN_ERR_ATTEST_DEBUG, ALN_CAT_ATTEST, 5, "debug evidence refused outside dev mode")                                \
+  X(ALN_ERR_ATTEST_MALFORMED, ALN_CAT_ATTEST, 6, "evidence malformed")                                                 \
+  X(ALN_ERR_ATTEST_EXPIRED, ALN_CAT_ATTEST, 7, "evidence outside its validity period")                                 \
+  X(ALN_ERR_ATTEST_CHAIN, ALN_CAT_ATTEST, 8, "evidence certificate chain not trusted")                                 \
+  X(ALN_ERR_ATTEST_POLICY, ALN_CAT_ATTEST, 9, "evidence does not match the appraisal policy")                          \
   X(ALN_ERR_IO, ALN_CAT_IO, 1, "input/output error")                                                                   \
   X(ALN_ERR_CLOSED, ALN_CAT_IO, 2, "connection closed")                                                                \
   X(ALN_ERR_TLS, ALN_CAT_IO, 3, "TLS failure")                                                                         \
