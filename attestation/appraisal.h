@@ -35,6 +35,10 @@ struct aln_verify_ctx {
   int64_t now;           /* unix seconds the evidence and its certificates are judged at */
   int64_t max_skew_s;    /* tolerance for issue/expiry times from clocks elsewhere */
   const char *certs_dir; /* extra certificates supplied beside the evidence, or NULL */
+  /* The enclave's signing key (raw Ed25519, from AttestResponse): the "local" kind
+   * is signed by it; other kinds carry it inside the binding. NULL if unknown. */
+  const uint8_t *signing_key;
+  size_t signing_key_len;
 };
 
 /* The appraised claims of evidence that verified. */
