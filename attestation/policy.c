@@ -1,0 +1,393 @@
+/* The appraisal policy file (see policy.h). libyaml does the YAML; this file keeps
+ * what it accepts small: a first pass over the event stream refuses anchors,
+ * aliases, explicit tags and more than one document (YAML features a policy never
+ * needs and which make one file mean two things), then the document is walked with
+ * every key known, every value typed, and no key twice. */
+#include "attestation/policy.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "attestation/local.h"
+
+struct aln_policy {
+  int has_local;
+  struct aln_policy_local local;
+};
+
+/* ---- reading YAML strictly -------------------------------------------------------- */
+
+struct walk {
+  yaml_document_t *doc;
+  char *err;
+};
+
+static aln_status say(struct walk *w, const yaml_node_t *at, aln_status st, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static aln_status say(struct walk *w, const yaml_node_t *at, aln_status st, const char *fmt, ...) {
+  char msg[ALN_POLICY_ERR_MAX];
+  va_list ap;
+  va_start(ap, fmt);
+  if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
+    msg[0] = '\0';
+  va_end(ap);
+  if (at != NULL)
+    snprintf(w->err, ALN_POLICY_ERR_MAX, "line %zu: %.200s", (size_t)at->start_mark.line + 1, msg);
+  else
+    snprintf(w->err, ALN_POLICY_ERR_MAX, "%.200s", msg);
+  return st;
+}
+
+/* screen runs the event stream once, refusing what the walk below would not see:
+ * aliases and anchors (one node reachable twice), explicit tags, several documents. */
+static aln_status screen(char err[ALN_POLICY_ERR_MAX], const uint8_t *yaml, size_t len) {
+  yaml_parser_t parser;
+  yaml_event_t ev;
+  aln_status st = ALN_ERR_MALFORMED;
+  int docs = 0, done = 0;
+
+  if (!yaml_parser_initialize(&parser))
+    return ALN_ERR_NOMEM;
+  yaml_parser_set_input_string(&parser, yaml, len);
+  while (!done) {
+    if (!yaml_parser_parse(&parser, &ev)) {
+      snprintf(err, ALN_POLICY_ERR_MAX, "line %zu: YAML: %.120s", (size_t)parser.problem_mark.line + 1,
+               parser.problem != NULL ? parser.problem : "parse error");
+      goto out;
+    }
+    const char *refused = NULL;
+    switch (ev.type) {
+    case YAML_ALIAS_EVENT:
+      refused = "aliases are not allowed";
+      break;
+    case YAML_SCALAR_EVENT:
+      if (ev.data.scalar.anchor != NULL || ev.data.scalar.tag != NULL)
+        refused = "anchors and tags are not allowed";
+      break;
+    case YAML_SEQUENCE_START_EVENT:
+      if (ev.data.sequence_start.anchor != NULL || ev.data.sequence_start.tag != NULL)
+        refused = "anchors and tags are not allowed";
+      break;
+    case YAML_MAPPING_START_EVENT:
+      if (ev.data.mapping_start.anchor != NULL || ev.data.mapping_start.tag != NULL)
+        refused = "anchors and tags are not allowed";
+      break;
+    case YAML_DOCUMENT_START_EVENT:
+      if (++docs > 1)
+        refused = "one document only";
+      break;
+    case YAML_STREAM_END_EVENT:
+      done = 1;
+      break;
+    default:
+      break;
+    }
+    size_t line = (size_t)ev.start_mark.line + 1;
+    yaml_event_delete(&ev);
+    if (refused != NULL) {
+      snprintf(err, ALN_POLICY_ERR_MAX, "line %zu: %s", line, refused);
+      goto out;
+    }
+  }
+  if (docs == 0) {
+    snprintf(err, ALN_POLICY_ERR_MAX, "the policy file is empty");
+    goto out;
+  }
+  st = ALN_OK;
+out:
+  yaml_parser_delete(&parser);
+  return st;
+}
+
+static yaml_node_t *node_at(struct walk *w, int idx) {
+  return yaml_document_get_node(w->doc, idx);
+}
+
+static int is_scalar(const yaml_node_t *n) {
+  return n != NULL && n->type == YAML_SCALAR_NODE;
+}
+
+static const char *scalar(const yaml_node_t *n) {
+  return (const char *)n->data.scalar.value;
+}
+
+/* A plain scalar's bytes, refusing embedded NULs (the value is used as a C string). */
+static aln_status scalar_ok(struct walk *w, const yaml_node_t *n, const char *path) {
+  if (!is_scalar(n))
+    return say(w, n, ALN_ERR_MALFORMED, "%s must be a scalar", path);
+  if (strlen(scalar(n)) != n->data.scalar.length)
+    return say(w, n, ALN_ERR_MALFORMED, "%s contains a NUL byte", path);
+  return ALN_OK;
+}
+
+/* check_map refuses a non-mapping, a non-scalar or repeated key, and any key not in
+ * |known| (NULL-terminated). */
+static aln_status check_map(struct walk *w, const yaml_node_t *map, const char *path, const char *const *known) {
+  if (map == NULL || map->type != YAML_MAPPING_NODE)
+    return say(w, map, ALN_ERR_MALFORMED, "%s must be a mapping", path);
+  for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+    yaml_node_t *k = node_at(w, p->key);
+    ALN_GUARD(scalar_ok(w, k, "a key"));
+    int found = 0;
+    for (size_t i = 0; known[i] != NULL; i++)
+      found |= strcmp(known[i], scalar(k)) == 0;
+    if (!found)
+      return say(w, k, ALN_ERR_MALFORMED, "unknown key '%.64s' in %s", scalar(k), path);
+    for (yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++) {
+      if (strcmp(scalar(node_at(w, q->key)), scalar(k)) == 0)
+        return say(w, k, ALN_ERR_MALFORMED, "key '%.64s' appears twice in %s", scalar(k), path);
+    }
+  }
+  return ALN_OK;
+}
+
+/* map_get returns the value of |key| in |map| (already checked), or NULL. */
+static yaml_node_t *map_get(struct walk *w, const yaml_node_t *map, const char *key) {
+  for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+    if (strcmp(scalar(node_at(w, p->key)), key) == 0)
+      return node_at(w, p->value);
+  }
+  return NULL;
+}
+
+/* get_bool reads |key| of |map| as true/false into *out; absent leaves *out. */
+static aln_status get_bool(struct walk *w, const yaml_node_t *map, const char *key, const char *path, int *out) {
+  yaml_node_t *v = map_get(w, map, key);
+  if (v == NULL)
+    return ALN_OK;
+  ALN_GUARD(scalar_ok(w, v, path));
+  if (strcmp(scalar(v), "true") == 0)
+    *out = 1;
+  else if (strcmp(scalar(v), "false") == 0)
+    *out = 0;
+  else
+    return say(w, v, ALN_ERR_USAGE, "%s.%s must be true or false", path, key);
+  return ALN_OK;
+}
+
+/* get_uint reads |key| of |map| as a decimal integer in [0, max]; absent leaves *out. */
+static aln_status get_uint(struct walk *w, const yaml_node_t *map, const char *key, const char *path, uint64_t max,
+                           uint64_t *out) {
+  yaml_node_t *v = map_get(w, map, key);
+  if (v == NULL)
+    return ALN_OK;
+  ALN_GUARD(scalar_ok(w, v, path));
+  const char *s = scalar(v);
+  char *end = NULL;
+  errno = 0;
+  unsigned long long n = strtoull(s, &end, 10);
+  if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 || n > max || (s[0] == '0' && s[1] != '\0'))
+    return say(w, v, ALN_ERR_USAGE, "%s.%s must be a whole number from 0 to %llu", path, key, (unsigned long long)max);
+  *out = n;
+  return ALN_OK;
+}
+
+/* ---- the kinds ------------------------------------------------------------------- */
+
+static aln_status parse_local(struct walk *w, const yaml_node_t *sec, struct aln_policy *p) {
+  static const char *const known[] = {"allow_debug", NULL};
+  ALN_GUARD(check_map(w, sec, "kinds.local", known));
+  ALN_GUARD(get_bool(w, sec, "allow_debug", "kinds.local", &p->local.allow_debug));
+  p->has_local = 1;
+  return ALN_OK;
+}
+
+struct kind_entry {
+  const char *name;
+  aln_status (*parse)(struct walk *w, const yaml_node_t *sec, struct aln_policy *p); /* NULL: not built */
+};
+
+/* Every kind the contract names; those whose verifier this build lacks are refused
+ * by name, so a policy written for a newer build fails loudly, not open. */
+static const struct kind_entry kinds[] = {
+    {"local", parse_local}, {"tpm", NULL}, {"sev-snp", NULL}, {"confidential-space", NULL}, {"aws-nitro", NULL},
+};
+
+static aln_status parse_root(struct walk *w, struct aln_policy *p) {
+  static const char *const top_known[] = {"version", "kinds", NULL};
+  const char *kind_names[sizeof(kinds) / sizeof(kinds[0]) + 1];
+  yaml_node_t *root = yaml_document_get_root_node(w->doc);
+
+  ALN_GUARD(check_map(w, root, "the policy", top_known));
+  uint64_t version = 0;
+  ALN_GUARD(get_uint(w, root, "version", "the policy", 100, &version));
+  if (version != 1)
+    return say(w, map_get(w, root, "version"), ALN_ERR_USAGE, "version must be 1 (this build reads version 1)");
+  yaml_node_t *sec = map_get(w, root, "kinds");
+  for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+    kind_names[i] = kinds[i].name;
+  kind_names[sizeof(kinds) / sizeof(kinds[0])] = NULL;
+  ALN_GUARD(check_map(w, sec, "kinds", kind_names));
+  if (sec->data.mapping.pairs.start == sec->data.mapping.pairs.top)
+    return say(w, sec, ALN_ERR_USAGE, "kinds names no evidence kind: every enclave would be refused");
+  for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+    yaml_node_t *k = map_get(w, sec, kinds[i].name);
+    if (k == NULL)
+      continue;
+    if (kinds[i].parse == NULL)
+      return say(w, k, ALN_ERR_ATTEST_KIND, "evidence kind '%s' is not verified by this build", kinds[i].name);
+    ALN_GUARD(kinds[i].parse(w, k, p));
+  }
+  return ALN_OK;
+}
+
+aln_status aln_policy_parse(struct aln_policy **out, char err[ALN_POLICY_ERR_MAX], const uint8_t *yaml, size_t len) {
+  aln_status st = ALN_ERR_INTERNAL;
+  yaml_parser_t parser;
+  yaml_document_t doc;
+  struct aln_policy *p = NULL;
+  int parser_ok = 0, doc_ok = 0;
+
+  ALN_ENSURE(out != NULL && err != NULL, ALN_ERR_USAGE);
+  *out = NULL;
+  err[0] = '\0';
+  ALN_ENSURE(yaml != NULL || len == 0, ALN_ERR_USAGE);
+  if (len > ALN_POLICY_FILE_MAX) {
+    snprintf(err, ALN_POLICY_ERR_MAX, "the policy file is larger than %d bytes", ALN_POLICY_FILE_MAX);
+    return ALN_ERR_TOO_LARGE;
+  }
+  ALN_GUARD(screen(err, yaml, len));
+  p = calloc(1, sizeof(*p));
+  ALN_ENSURE(p != NULL, ALN_ERR_NOMEM);
+  ALN_ENSURE_GOTO(st, yaml_parser_initialize(&parser), ALN_ERR_NOMEM, out);
+  parser_ok = 1;
+  yaml_parser_set_input_string(&parser, yaml, len);
+  if (!yaml_parser_load(&parser, &doc)) {
+    snprintf(err, ALN_POLICY_ERR_MAX, "YAML: %.120s", parser.problem != NULL ? parser.problem : "parse error");
+    st = ALN_ERR_MALFORMED;
+    goto out;
+  }
+  doc_ok = 1;
+  struct walk w = {.doc = &doc, .err = err};
+  ALN_GUARD_GOTO(st, parse_root(&w, p), out);
+  *out = p;
+  p = NULL;
+  st = ALN_OK;
+out:
+  if (doc_ok)
+    yaml_document_delete(&doc);
+  if (parser_ok)
+    yaml_parser_delete(&parser);
+  aln_policy_free(p);
+  return st;
+}
+
+aln_status aln_policy_load(struct aln_policy **out, char err[ALN_POLICY_ERR_MAX], const char *path) {
+  aln_status st = ALN_ERR_IO;
+  struct stat sb;
+  uint8_t *buf = NULL;
+
+  ALN_ENSURE(out != NULL && err != NULL && path != NULL, ALN_ERR_USAGE);
+  *out = NULL;
+  err[0] = '\0';
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    snprintf(err, ALN_POLICY_ERR_MAX, "cannot open the policy file: %s", strerror(errno));
+    return errno == ENOENT ? ALN_ERR_NOT_FOUND : ALN_ERR_IO;
+  }
+  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    snprintf(err, ALN_POLICY_ERR_MAX, "the policy must be a regular file");
+    goto out;
+  }
+  if (sb.st_size > ALN_POLICY_FILE_MAX) {
+    snprintf(err, ALN_POLICY_ERR_MAX, "the policy file is larger than %d bytes", ALN_POLICY_FILE_MAX);
+    st = ALN_ERR_TOO_LARGE;
+    goto out;
+  }
+  size_t len = (size_t)sb.st_size, got = 0;
+  buf = malloc(len + 1);
+  ALN_ENSURE_GOTO(st, buf != NULL, ALN_ERR_NOMEM, out);
+  while (got < len) {
+    ssize_t n = read(fd, buf + got, len - got);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      snprintf(err, ALN_POLICY_ERR_MAX, "cannot read the policy file");
+      goto out;
+    }
+    got += (size_t)n;
+  }
+  st = aln_policy_parse(out, err, buf, len);
+out:
+  free(buf);
+  close(fd);
+  return st;
+}
+
+aln_status aln_policy_dev(struct aln_policy **out) {
+  ALN_ENSURE(out != NULL, ALN_ERR_USAGE);
+  *out = calloc(1, sizeof(**out));
+  ALN_ENSURE(*out != NULL, ALN_ERR_NOMEM);
+  (*out)->has_local = 1;
+  (*out)->local.allow_debug = 1;
+  return ALN_OK;
+}
+
+void aln_policy_free(struct aln_policy *p) {
+  free(p);
+}
+
+int aln_policy_names_kind(const struct aln_policy *p, const char *kind) {
+  if (p == NULL || kind == NULL)
+    return 0;
+  if (strcmp(kind, "local") == 0)
+    return p->has_local;
+  return 0;
+}
+
+/* ---- verification, by kind ------------------------------------------------------ */
+
+/* verify_local appraises the dev provider's evidence: its signature by the signing
+ * key the enclave announced, its nonce, and the policy's word on debug (the local
+ * kind is always debug). */
+static aln_status verify_local(struct aln_claims *out, struct aln_refusal *why, const struct aln_policy_local *pol,
+                               const uint8_t *ev, size_t ev_len, const struct aln_verify_ctx *ctx) {
+  static const uint8_t zero[ALN_BINDING_LEN] = {0};
+  struct aln_local_claims lc;
+  if (ctx->signing_key == NULL)
+    return aln_refuse(why, ALN_ERR_ATTEST, "local evidence is checked against the enclave's signing key: none given");
+  if (ctx->nonce != NULL && ctx->nonce_len != ALN_BINDING_LEN)
+    return aln_refuse(why, ALN_ERR_ATTEST_BINDING, "the nonce of local evidence is %d bytes", ALN_BINDING_LEN);
+  /* Without a nonce to hold it to, check the signature against the nonce it carries. */
+  aln_status st = aln_local_evidence_verify(&lc, ev, ev_len, ctx->signing_key, ctx->signing_key_len,
+                                            ctx->nonce != NULL ? ctx->nonce : zero);
+  if (st == ALN_ERR_ATTEST_BINDING && ctx->nonce == NULL)
+    st = aln_local_evidence_verify(&lc, ev, ev_len, ctx->signing_key, ctx->signing_key_len, lc.nonce);
+  if (st != ALN_OK)
+    return aln_refuse(why, aln_status_category(st) == ALN_CAT_ATTEST ? st : ALN_ERR_ATTEST_MALFORMED,
+                      "local evidence refused: %s", aln_strerror(st));
+  if (lc.debug && !pol->allow_debug)
+    return aln_refuse(why, ALN_ERR_ATTEST_DEBUG, "debug evidence (dbgstat enabled) refused by the policy");
+  memset(out, 0, sizeof(*out));
+  snprintf(out->kind, sizeof(out->kind), "local");
+  out->debug = lc.debug;
+  out->nonce_checked = ctx->nonce != NULL;
+  out->issued_at = lc.iat;
+  /* The local kind measures nothing: its "measurement" is the signing key it vouches for. */
+  for (size_t i = 0; i < ctx->signing_key_len && 2 * i + 2 < sizeof(out->measurement); i++)
+    snprintf(out->measurement + 2 * i, 3, "%02x", ctx->signing_key[i]);
+  out->detail = json_pack("{s:s}", "profile", ALN_LOCAL_PROFILE);
+  return out->detail != NULL ? ALN_OK : ALN_ERR_NOMEM;
+}
+
+aln_status aln_evidence_verify(struct aln_claims *out, struct aln_refusal *why, const struct aln_policy *p,
+                               const char *kind, const uint8_t *ev, size_t ev_len, const struct aln_verify_ctx *ctx) {
+  ALN_ENSURE(out != NULL, ALN_ERR_USAGE);
+  memset(out, 0, sizeof(*out));
+  if (why != NULL)
+    memset(why, 0, sizeof(*why));
+  ALN_ENSURE(p != NULL && kind != NULL && ctx != NULL && (ev != NULL || ev_len == 0), ALN_ERR_USAGE);
+  if (!aln_policy_names_kind(p, kind))
+    return aln_refuse(why, ALN_ERR_ATTEST_KIND, "evidence kind '%.32s' is not named in the policy", kind);
+  if (strcmp(kind, "local") == 0)
+    return verify_local(out, why, &p->local, ev, ev_len, ctx);
+  return aln_refuse(why, ALN_ERR_ATTEST_KIND, "evidence kind '%.32s' is not verified by this build", kind);
+}

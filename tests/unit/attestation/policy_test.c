@@ -1,0 +1,171 @@
+/* The appraisal policy file: what it accepts, what it refuses (with the line and
+ * the reason), and the dispatch of evidence to the verifier of its kind, refusing a
+ * kind the policy does not name. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <openssl/evp.h>
+
+#include "attestation/local.h"
+#include "attestation/policy.h"
+
+static aln_status parse(const char *yaml, char err[ALN_POLICY_ERR_MAX], struct aln_policy **out) {
+  return aln_policy_parse(out, err, (const uint8_t *)yaml, strlen(yaml));
+}
+
+/* refused checks that |yaml| is refused with |want| and an error containing |needle|. */
+static void refused(const char *yaml, aln_status want, const char *needle) {
+  char err[ALN_POLICY_ERR_MAX];
+  struct aln_policy *p = (struct aln_policy *)1;
+  aln_status st = parse(yaml, err, &p);
+  if (st != want || strstr(err, needle) == NULL)
+    fail_msg("policy %s: got %s '%s', want %s '%s'", yaml, aln_status_name(st), err, aln_status_name(want), needle);
+  assert_null(p);
+}
+
+static void test_accepts_a_local_policy(void **state) {
+  (void)state;
+  char err[ALN_POLICY_ERR_MAX];
+  struct aln_policy *p = NULL;
+  assert_int_equal(parse("version: 1\nkinds:\n  local:\n    allow_debug: true\n", err, &p), ALN_OK);
+  assert_true(aln_policy_names_kind(p, "local"));
+  assert_false(aln_policy_names_kind(p, "sev-snp"));
+  assert_false(aln_policy_names_kind(p, NULL));
+  aln_policy_free(p);
+  /* Flow style and comments are ordinary YAML. */
+  assert_int_equal(parse("# a policy\nversion: 1\nkinds: {local: {allow_debug: false}}\n", err, &p), ALN_OK);
+  aln_policy_free(p);
+}
+
+static void test_refuses_bad_files(void **state) {
+  (void)state;
+  refused("", ALN_ERR_MALFORMED, "empty");
+  refused("version: 1\n", ALN_ERR_MALFORMED, "kinds must be a mapping");
+  refused("version: 2\nkinds: {local: {}}\n", ALN_ERR_USAGE, "version must be 1");
+  refused("version: 01\nkinds: {local: {}}\n", ALN_ERR_USAGE, "whole number");
+  refused("version: 1\nkinds: {}\n", ALN_ERR_USAGE, "names no evidence kind");
+  refused("version: 1\nkinds:\n  local:\n    allow_debgu: true\n", ALN_ERR_MALFORMED,
+          "line 4: unknown key 'allow_debgu' in kinds.local");
+  refused("version: 1\nkinds:\n  local: {allow_debug: yes}\n", ALN_ERR_USAGE, "must be true or false");
+  refused("version: 1\nversion: 1\nkinds: {local: {}}\n", ALN_ERR_MALFORMED, "appears twice");
+  refused("version: 1\nkinds:\n  local: {}\n  local: {allow_debug: true}\n", ALN_ERR_MALFORMED, "appears twice");
+  refused("version: 1\nkinds: {sgx: {}}\n", ALN_ERR_MALFORMED, "unknown key 'sgx' in kinds");
+  refused("version: 1\nkinds: {local: &a {}}\n", ALN_ERR_MALFORMED, "anchors");
+  /* An alias needs an anchor, which is refused first, at its own line. */
+  refused("version: 1\nd: &a 1\nkinds: {local: {allow_debug: *a}}\n", ALN_ERR_MALFORMED, "line 2: anchors");
+  refused("version: !!int 1\nkinds: {local: {}}\n", ALN_ERR_MALFORMED, "tags");
+  refused("version: 1\nkinds: {local: {}}\n---\nversion: 1\n", ALN_ERR_MALFORMED, "one document");
+  refused("version: 1\nkinds: [local]\n", ALN_ERR_MALFORMED, "kinds must be a mapping");
+  refused("version: 1\nkinds: {local: {allow_debug: [true]}}\n", ALN_ERR_MALFORMED, "must be a scalar");
+  refused("version: 1\nkinds: {local: {\n", ALN_ERR_MALFORMED, "YAML");
+  refused("- 1\n- 2\n", ALN_ERR_MALFORMED, "the policy must be a mapping");
+
+  /* A NUL inside a scalar would cut it short as a C string. */
+  static const char nul[] = "version: \"1\\0\"\nkinds: {local: {}}\n";
+  refused(nul, ALN_ERR_MALFORMED, "NUL");
+
+  char err[ALN_POLICY_ERR_MAX];
+  struct aln_policy *p = NULL;
+  char *big = malloc(ALN_POLICY_FILE_MAX + 2);
+  assert_non_null(big);
+  memset(big, '#', ALN_POLICY_FILE_MAX + 1);
+  big[ALN_POLICY_FILE_MAX + 1] = '\0';
+  assert_int_equal(parse(big, err, &p), ALN_ERR_TOO_LARGE);
+  free(big);
+  assert_int_equal(aln_policy_load(&p, err, "/nonexistent/policy.yaml"), ALN_ERR_NOT_FOUND);
+  assert_int_equal(aln_policy_load(&p, err, "/tmp"), ALN_ERR_IO);
+  assert_null(p);
+}
+
+/* ---- dispatching evidence --------------------------------------------------------- */
+
+static EVP_PKEY *new_key(uint8_t pub[32]) {
+  EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+  size_t len = 32;
+  assert_non_null(k);
+  assert_int_equal(EVP_PKEY_get_raw_public_key(k, pub, &len), 1);
+  return k;
+}
+
+static void test_evidence_goes_to_its_kind_and_the_policy_decides(void **state) {
+  (void)state;
+  uint8_t pub[32], binding[ALN_BINDING_LEN], other[ALN_BINDING_LEN];
+  uint8_t *ev = NULL;
+  size_t ev_len = 0;
+  char err[ALN_POLICY_ERR_MAX];
+  struct aln_policy *dev = NULL, *prod = NULL;
+  struct aln_claims c;
+  struct aln_refusal why;
+  memset(binding, 0x5a, sizeof(binding));
+  memset(other, 0x5b, sizeof(other));
+  EVP_PKEY *key = new_key(pub);
+  assert_int_equal(aln_local_evidence_make(&ev, &ev_len, key, binding, 1700000000), ALN_OK);
+  assert_int_equal(aln_policy_dev(&dev), ALN_OK);
+  assert_int_equal(parse("version: 1\nkinds: {local: {allow_debug: false}}\n", err, &prod), ALN_OK);
+  struct aln_verify_ctx ctx = {.nonce = binding,
+                               .nonce_len = sizeof(binding),
+                               .now = 1700000000,
+                               .signing_key = pub,
+                               .signing_key_len = sizeof(pub)};
+
+  assert_int_equal(aln_evidence_verify(&c, &why, dev, "local", ev, ev_len, &ctx), ALN_OK);
+  assert_string_equal(c.kind, "local");
+  assert_int_equal(c.debug, 1);
+  assert_int_equal(c.nonce_checked, 1);
+  assert_int_equal(c.issued_at, 1700000000);
+  assert_int_equal(strlen(c.measurement), 64);
+  json_t *j = aln_claims_to_json(&c);
+  assert_non_null(j);
+  assert_string_equal(json_string_value(json_object_get(j, "kind")), "local");
+  json_decref(j);
+  aln_claims_cleanup(&c);
+
+  /* Debug evidence under a policy that does not allow debug. */
+  assert_int_equal(aln_evidence_verify(&c, &why, prod, "local", ev, ev_len, &ctx), ALN_ERR_ATTEST_DEBUG);
+  assert_int_equal(why.status, ALN_ERR_ATTEST_DEBUG);
+  assert_non_null(strstr(why.why, "debug"));
+  /* A kind the policy does not name, or no build verifies. */
+  assert_int_equal(aln_evidence_verify(&c, &why, dev, "sev-snp", ev, ev_len, &ctx), ALN_ERR_ATTEST_KIND);
+  assert_non_null(strstr(why.why, "not named in the policy"));
+  assert_int_equal(aln_evidence_verify(&c, &why, dev, "", ev, ev_len, &ctx), ALN_ERR_ATTEST_KIND);
+  /* Another connection's binding, another signing key, no signing key. */
+  ctx.nonce = other;
+  assert_int_equal(aln_evidence_verify(&c, &why, dev, "local", ev, ev_len, &ctx), ALN_ERR_ATTEST_BINDING);
+  ctx.nonce = binding;
+  pub[0] ^= 1;
+  assert_int_equal(aln_evidence_verify(&c, &why, dev, "local", ev, ev_len, &ctx), ALN_ERR_ATTEST_SIG);
+  pub[0] ^= 1;
+  ctx.signing_key = NULL;
+  assert_int_equal(aln_evidence_verify(&c, &why, dev, "local", ev, ev_len, &ctx), ALN_ERR_ATTEST);
+  ctx.signing_key = pub;
+  /* Truncated evidence. */
+  assert_int_equal(aln_evidence_verify(&c, &why, dev, "local", ev, ev_len - 1, &ctx), ALN_ERR_ATTEST_MALFORMED);
+  /* Offline, without a nonce: the signature still holds, the claims say it was not checked. */
+  ctx.nonce = NULL;
+  ctx.nonce_len = 0;
+  assert_int_equal(aln_evidence_verify(&c, &why, dev, "local", ev, ev_len, &ctx), ALN_OK);
+  assert_int_equal(c.nonce_checked, 0);
+  aln_claims_cleanup(&c);
+  pub[5] ^= 1;
+  assert_int_equal(aln_evidence_verify(&c, &why, dev, "local", ev, ev_len, &ctx), ALN_ERR_ATTEST_SIG);
+
+  free(ev);
+  EVP_PKEY_free(key);
+  aln_policy_free(dev);
+  aln_policy_free(prod);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_accepts_a_local_policy),
+      cmocka_unit_test(test_refuses_bad_files),
+      cmocka_unit_test(test_evidence_goes_to_its_kind_and_the_policy_decides),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
