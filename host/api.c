@@ -762,7 +762,16 @@ struct aln_api {
   ino_t unix_ino;
 };
 
-enum route { ROUTE_NONE, ROUTE_HEALTH, ROUTE_CREDENTIALS, ROUTE_CREDENTIAL, ROUTE_USE, ROUTE_SESSIONS };
+enum route {
+  ROUTE_NONE,
+  ROUTE_HEALTH,
+  ROUTE_CREDENTIALS,
+  ROUTE_CREDENTIAL,
+  ROUTE_USE,
+  ROUTE_SESSIONS,
+  ROUTE_ENCLAVE,
+  ROUTE_ENCLAVE_ATTEST
+};
 enum method { METHOD_OTHER, METHOD_GET, METHOD_POST, METHOD_DELETE };
 enum auth { AUTH_NONE, AUTH_OPERATOR, AUTH_SESSION };
 
@@ -777,6 +786,8 @@ static const struct route_def {
     [ROUTE_CREDENTIAL] = {"/v1/credentials/{name}", "DELETE", AUTH_OPERATOR},
     [ROUTE_USE] = {"/v1/credentials/{name}/request", "POST", AUTH_SESSION},
     [ROUTE_SESSIONS] = {"/v1/sessions", "POST", AUTH_OPERATOR},
+    [ROUTE_ENCLAVE] = {"/v1/enclave", "GET", AUTH_OPERATOR},
+    [ROUTE_ENCLAVE_ATTEST] = {"/v1/enclave/attest", "POST", AUTH_OPERATOR},
 };
 
 /* One HTTP request in progress. */
@@ -802,6 +813,10 @@ static enum route route_of(struct api_req *r, const char *url) {
     return ROUTE_CREDENTIALS;
   if (strcmp(url, "/v1/sessions") == 0)
     return ROUTE_SESSIONS;
+  if (strcmp(url, "/v1/enclave") == 0)
+    return ROUTE_ENCLAVE;
+  if (strcmp(url, "/v1/enclave/attest") == 0)
+    return ROUTE_ENCLAVE_ATTEST;
   if (strncmp(url, creds, sizeof(creds) - 1) != 0)
     return ROUTE_NONE;
   const char *name = url + sizeof(creds) - 1;
@@ -825,8 +840,11 @@ static int method_allowed(enum route route, enum method m) {
     return m == METHOD_GET || m == METHOD_POST;
   case ROUTE_CREDENTIAL:
     return m == METHOD_DELETE;
+  case ROUTE_ENCLAVE:
+    return m == METHOD_GET;
   case ROUTE_USE:
   case ROUTE_SESSIONS:
+  case ROUTE_ENCLAVE_ATTEST:
     return m == METHOD_POST;
   case ROUTE_NONE:
     break;
@@ -1118,6 +1136,10 @@ static enum MHD_Result api_finish(struct aln_api *api, struct MHD_Connection *co
     http = MHD_HTTP_CREATED;
   } else if (r->route == ROUTE_USE) {
     st = do_use(api, &doc, r, body, len);
+  } else if (r->route == ROUTE_ENCLAVE || r->route == ROUTE_ENCLAVE_ATTEST) {
+    aln_api_enclave_fn fn = r->route == ROUTE_ENCLAVE ? api->cfg.enclave_status : api->cfg.enclave_attest;
+    /* Nothing to read in a body here: one sent is a client mistake. */
+    st = len != 0 ? ALN_ERR_USAGE : fn != NULL ? fn(api->cfg.enclave_ctx, &doc) : ALN_ERR_NOT_FOUND;
   }
   return answer(api, conn, r, st, http, doc);
 }

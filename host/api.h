@@ -16,6 +16,7 @@
 #ifndef ALN_HOST_API_H
 #define ALN_HOST_API_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,11 +45,18 @@
  * is called concurrently from connection threads. */
 typedef aln_status (*aln_api_forward_fn)(void *ctx, Aileron__V1__Response **out, Aileron__V1__Request *req);
 
+/* Answers about the enclave itself (its appraised claims, or fresh evidence), as a
+ * new JSON object in *out. */
+typedef aln_status (*aln_api_enclave_fn)(void *ctx, json_t **out);
+
 struct aln_api_config {
   const struct aln_secret *operator_token; /* ALN_API_OPERATOR_TOKEN_LEN bytes; borrowed, outlives the api */
   const struct aln_secret *session_key;    /* ALN_SESSION_KEY_LEN bytes; borrowed, outlives the api */
   aln_api_forward_fn forward;
   void *forward_ctx;
+  aln_api_enclave_fn enclave_status; /* GET /v1/enclave (may be NULL: 404) */
+  aln_api_enclave_fn enclave_attest; /* POST /v1/enclave/attest (may be NULL: 404) */
+  void *enclave_ctx;
   int log_requests; /* one line per request on stderr: method, route, HTTP status, status name */
 };
 

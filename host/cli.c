@@ -17,6 +17,7 @@
 
 #include "host/api.h"
 #include "host/daemon.h"
+#include "host/evidence_cli.h"
 #include "proto/base64.h"
 #include "proto/cbs.h"
 #include "proto/keyfile.h"
@@ -36,13 +37,20 @@ static void usage(FILE *f) {
              "  credential list                      every credential, fetched page by page\n"
              "  credential revoke NAME\n"
              "  session new [--ttl SECONDS]          prints the session token alone on line 1\n"
+             "  enclave status [--json]              the appraised claims of the enclave the daemon uses\n"
+             "  enclave attest --save FILE           fresh evidence of that enclave into FILE, to verify offline\n"
+             "\n"
+             "offline (no daemon):\n"
+             "  evidence verify --kind KIND --policy FILE [--nonce HEX] [--signing-key HEX] [--certs DIR]\n"
+             "                  [--at TIME] [--json] EVIDENCE-FILE   exit 0 verified, 1 refused, 2 error\n"
              "\n"
              "agent command (session token from --session-token-file or AILERON_SESSION_TOKEN):\n"
              "  request NAME --url URL [--method M] [--header 'N: V' ...] [--data STR]\n"
              "               [--session-token-file FILE]\n"
              "\n"
              "daemon:\n"
-             "  daemon --enclave HOST:PORT [--state-dir DIR] [--socket PATH] [--listen 127.0.0.1:PORT] [--dev]\n"
+             "  daemon --enclave HOST:PORT (--policy FILE | --dev) [--state-dir DIR] [--socket PATH]\n"
+             "         [--listen 127.0.0.1:PORT] [--reattest-minutes N]\n"
              "  host-key [--state-dir DIR]            prints host.crt path and its SPKI SHA-256\n"
              "\n"
              "STATE is --state-dir, else $AILERON_HOME, else ~/.aileron; the socket is STATE/aileron.sock.\n");
@@ -553,6 +561,104 @@ static int cmd_session(const struct aln_daemon_paths *paths, int argc, char **ar
   return rc;
 }
 
+/* write_new_file writes |len| bytes to the new file |path| (0644: evidence is not
+ * secret), refusing to replace an existing one. */
+static aln_status write_new_file(const char *path, const uint8_t *p, size_t len) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+  ALN_ENSURE(fd >= 0, errno == EEXIST ? ALN_ERR_EXISTS : ALN_ERR_IO);
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = write(fd, p + done, len - done);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      break;
+    done += (size_t)n;
+  }
+  int ok = done == len && fsync(fd) == 0;
+  ok = close(fd) == 0 && ok;
+  if (!ok)
+    unlink(path);
+  return ok ? ALN_OK : ALN_ERR_IO;
+}
+
+static int print_status(json_t *doc, int as_json) {
+  if (as_json) {
+    json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+    fputc('\n', stdout);
+    return 0;
+  }
+  const char *kind = json_string_value(json_object_get(doc, "kind"));
+  const char *m = json_string_value(json_object_get(doc, "measurement"));
+  json_t *at = json_object_get(doc, "verified_at"), *every = json_object_get(doc, "reattest_seconds");
+  if (kind == NULL || m == NULL || !json_is_integer(at) || !json_is_integer(every)) {
+    fprintf(stderr, "aileron: unexpected answer from the daemon\n");
+    return 1;
+  }
+  printf("enclave evidence: kind %s, %s\nmeasurement: %s\nverified at: %lld (re-attested every %lld s)\n", kind,
+         json_is_true(json_object_get(doc, "debug")) ? "DEBUG (dev only)" : "not debug", m,
+         (long long)json_integer_value(at), (long long)json_integer_value(every));
+  return 0;
+}
+
+static int cmd_enclave(const struct aln_daemon_paths *paths, int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"json", no_argument, NULL, 'j'}, {"save", required_argument, NULL, 's'}, {NULL, 0, NULL, 0}};
+  const char *save = NULL;
+  int as_json = 0, c;
+  if (argc < 1 || (strcmp(argv[0], "status") != 0 && strcmp(argv[0], "attest") != 0))
+    return usage_error("enclave needs status or attest");
+  int attest = strcmp(argv[0], "attest") == 0;
+  optind = 0;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    if (c == 'j' && !attest)
+      as_json = 1;
+    else if (c == 's' && attest)
+      save = optarg;
+    else
+      return bad_option(argv, optind);
+  }
+  if (optind != argc)
+    return usage_error("unexpected argument");
+  if (attest && save == NULL)
+    return usage_error("enclave attest needs --save FILE");
+  struct aln_secret token = {0};
+  json_t *doc = NULL;
+  int rc = load_operator_token(&token, paths);
+  if (rc == 0)
+    rc = call(paths, attest ? "POST" : "GET", attest ? "/v1/enclave/attest" : "/v1/enclave", &token, NULL, 0, &doc);
+  if (rc == 0 && !attest)
+    rc = print_status(doc, as_json);
+  if (rc == 0 && attest) {
+    const char *b64 = json_string_value(json_object_get(doc, "evidence_b64"));
+    const char *kind = json_string_value(json_object_get(doc, "kind"));
+    size_t len = 0;
+    uint8_t *ev = NULL;
+    aln_status st = b64 != NULL && kind != NULL ? aln_base64_decoded_len(&len, b64, strlen(b64), ALN_BASE64_STD)
+                                                : ALN_ERR_MALFORMED;
+    if (st == ALN_OK && (ev = malloc(len + 1)) == NULL)
+      st = ALN_ERR_NOMEM;
+    if (st == ALN_OK)
+      st = aln_base64_decode(ev, len + 1, &len, b64, strlen(b64), ALN_BASE64_STD);
+    if (st == ALN_OK)
+      st = write_new_file(save, ev, len);
+    free(ev);
+    if (st != ALN_OK) {
+      rc = fail(st == ALN_ERR_EXISTS ? "the output file exists (it is never replaced)" : "saving the evidence", st);
+    } else {
+      /* Everything needed to verify it again offline, but the evidence itself. */
+      json_object_del(doc, "evidence_b64");
+      json_object_set_new(doc, "saved_to", json_string(save));
+      json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+      fputc('\n', stdout);
+    }
+  }
+  json_decref(doc);
+  aln_secret_free(&token);
+  return rc;
+}
+
 /* add_header adds "Name: value" to |headers|; 0 if it is not of that form. */
 static int add_header(json_t *headers, const char *arg) {
   const char *colon = strchr(arg, ':');
@@ -720,6 +826,10 @@ int aln_cli_main(int argc, char **argv) {
     return cmd_credential(&paths, sub_argc, sub_argv);
   if (strcmp(cmd, "session") == 0)
     return cmd_session(&paths, sub_argc, sub_argv);
+  if (strcmp(cmd, "enclave") == 0)
+    return cmd_enclave(&paths, sub_argc, sub_argv);
+  if (strcmp(cmd, "evidence") == 0)
+    return aln_evidence_cli_main(argc - optind, argv + optind);
   if (strcmp(cmd, "request") == 0)
     return cmd_request(&paths, argc - optind, argv + optind);
   if (strcmp(cmd, "daemon") == 0 || strcmp(cmd, "host-key") == 0)

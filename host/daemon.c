@@ -208,14 +208,24 @@ static aln_status forward_to_enclave(void *ctx, Aileron__V1__Response **out, Ail
   return aln_enclave_client_call(ctx, out, req);
 }
 
+static aln_status enclave_status(void *ctx, json_t **out) {
+  return aln_enclave_client_status(ctx, out);
+}
+
+static aln_status enclave_attest(void *ctx, json_t **out) {
+  return aln_enclave_client_attest_fresh(ctx, out);
+}
+
 static void daemon_usage(FILE *f) {
-  fprintf(f, "usage: aileron daemon --enclave HOST:PORT [--state-dir DIR] [--socket PATH]\n"
-             "                      [--listen 127.0.0.1:PORT] [--dev]\n"
+  fprintf(f, "usage: aileron daemon --enclave HOST:PORT (--policy FILE | --dev) [--state-dir DIR]\n"
+             "                      [--socket PATH] [--listen 127.0.0.1:PORT] [--reattest-minutes N]\n"
              "  --enclave HOST:PORT  the aileron-enclave to forward to (required)\n"
              "  --state-dir DIR      keys and tokens (default $AILERON_HOME or ~/.aileron)\n"
              "  --socket PATH        API socket (default STATE/aileron.sock)\n"
              "  --listen ADDR:PORT   also serve on TCP; loopback addresses only\n"
-             "  --dev                accept debug (\"local\") enclave evidence\n");
+             "  --policy FILE        the appraisal policy (YAML): evidence kinds and reference values\n"
+             "  --dev                use the dev policy: the local provider's debug evidence, nothing else\n"
+             "  --reattest-minutes N appraise each connection again after N minutes (default 10)\n");
 }
 
 static void fail(const char *what, aln_status st) {
@@ -223,8 +233,9 @@ static void fail(const char *what, aln_status st) {
 }
 
 struct daemon_opts {
-  const char *state_dir, *socket, *listen, *enclave;
+  const char *state_dir, *socket, *listen, *enclave, *policy;
   int dev;
+  long reattest_minutes;
 };
 
 /* daemon_parse returns 0 to run, 2 on a usage error, -1 after --help. */
@@ -234,6 +245,8 @@ static int daemon_parse(struct daemon_opts *o, int argc, char **argv) {
                                            {"listen", required_argument, NULL, 'l'},
                                            {"enclave", required_argument, NULL, 'e'},
                                            {"dev", no_argument, NULL, 'd'},
+                                           {"policy", required_argument, NULL, 'p'},
+                                           {"reattest-minutes", required_argument, NULL, 'r'},
                                            {"help", no_argument, NULL, 'h'},
                                            {NULL, 0, NULL, 0}};
   memset(o, 0, sizeof(*o));
@@ -256,6 +269,18 @@ static int daemon_parse(struct daemon_opts *o, int argc, char **argv) {
     case 'd':
       o->dev = 1;
       break;
+    case 'p':
+      o->policy = optarg;
+      break;
+    case 'r': {
+      char *end = NULL;
+      o->reattest_minutes = strtol(optarg, &end, 10);
+      if (optarg[0] < '1' || optarg[0] > '9' || *end != '\0' || o->reattest_minutes > 24 * 60) {
+        fprintf(stderr, "aileron: --reattest-minutes must be a whole number from 1 to 1440\n");
+        return 2;
+      }
+      break;
+    }
     case 'h':
       daemon_usage(stdout);
       return -1;
@@ -266,6 +291,13 @@ static int daemon_parse(struct daemon_opts *o, int argc, char **argv) {
   }
   if (optind != argc || o->enclave == NULL) {
     fprintf(stderr, "aileron: %s\n", optind != argc ? "unexpected argument" : "--enclave HOST:PORT is required");
+    daemon_usage(stderr);
+    return 2;
+  }
+  if ((o->policy == NULL) == (o->dev == 0)) {
+    fprintf(stderr, "aileron: %s\n",
+            o->dev ? "--dev and --policy exclude each other: --dev is a policy (the local debug enclave only)"
+                   : "an appraisal policy is required: --policy FILE, or --dev for the local dev enclave");
     daemon_usage(stderr);
     return 2;
   }
@@ -286,6 +318,7 @@ int aln_daemon_main(int argc, char **argv) {
   struct aln_daemon_paths paths;
   struct aln_secret operator_token = {0}, session_key = {0};
   struct aln_enclave_client *client = NULL;
+  struct aln_policy *policy = NULL;
   struct aln_api *api = NULL;
   char spki[ALN_DAEMON_SPKI_HEX_LEN + 1];
   aln_status st;
@@ -322,8 +355,19 @@ int aln_daemon_main(int argc, char **argv) {
     fail(paths.host_key, st);
     goto out;
   }
-  struct aln_enclave_client_config ccfg = {
-      .address = o.enclave, .key_path = paths.host_key, .cert_path = paths.host_crt, .dev_mode = o.dev};
+  char perr[ALN_POLICY_ERR_MAX] = "";
+  st = o.dev ? aln_policy_dev(&policy) : aln_policy_load(&policy, perr, o.policy);
+  if (st != ALN_OK) {
+    fprintf(stderr, "aileron: policy %.200s: %s (%s)\n", o.policy != NULL ? o.policy : "(dev)",
+            perr[0] != '\0' ? perr : aln_strerror(st), aln_status_name(st));
+    rc = 2;
+    goto out;
+  }
+  struct aln_enclave_client_config ccfg = {.address = o.enclave,
+                                           .key_path = paths.host_key,
+                                           .cert_path = paths.host_crt,
+                                           .policy = policy,
+                                           .reattest_s = o.reattest_minutes * 60};
   if ((st = aln_enclave_client_new(&client, &ccfg)) != ALN_OK) {
     fail("enclave client", st);
     goto out;
@@ -333,6 +377,9 @@ int aln_daemon_main(int argc, char **argv) {
                                 .session_key = &session_key,
                                 .forward = forward_to_enclave,
                                 .forward_ctx = client,
+                                .enclave_status = enclave_status,
+                                .enclave_attest = enclave_attest,
+                                .enclave_ctx = client,
                                 .log_requests = 1};
   if ((st = aln_api_new(&api, &acfg)) != ALN_OK) {
     fail("api", st);
@@ -351,7 +398,9 @@ int aln_daemon_main(int argc, char **argv) {
   if (o.listen != NULL)
     fprintf(stderr, "aileron: listening on tcp:%s (port %u)\n", o.listen, (unsigned)port);
   if (o.dev)
-    fprintf(stderr, "aileron: dev mode: debug enclave evidence is accepted\n");
+    fprintf(stderr, "aileron: dev mode: the local provider's debug evidence is accepted, nothing else\n");
+  else
+    fprintf(stderr, "aileron: appraisal policy %s\n", o.policy);
   fprintf(stderr, "aileron: host key spki-sha256 %s; enclave %s\n", spki, o.enclave);
 
   int sig = 0;
@@ -364,6 +413,7 @@ int aln_daemon_main(int argc, char **argv) {
 out:
   aln_api_free(api); /* stops the listeners and unlinks the socket */
   aln_enclave_client_free(client);
+  aln_policy_free(policy);
   aln_secret_free(&operator_token);
   aln_secret_free(&session_key);
   return rc;

@@ -12,31 +12,53 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "attestation/binding.h"
-#include "attestation/local.h"
+#include "proto/base64.h"
 #include "proto/channel.h"
+#include "proto/keyfile.h"
 #include "proto/net.h"
 #include "proto/tls.h"
 
 #define CONNECT_TIMEOUT_MS 5000
 #define IO_TIMEOUT_S 90
 
+#define CLOCK_SKEW_S 300 /* tolerated between the enclave's platform clocks and ours */
+
 /* One attested connection of the pool; its mutex is held for a whole exchange. */
 struct conn {
   pthread_mutex_t mu;
   SSL *ssl; /* non-NULL only while attested */
   int fd;
+  int64_t appraised_at; /* CLOCK_MONOTONIC seconds of its last appraisal */
 };
 
 struct aln_enclave_client {
   char *address;
-  int dev_mode;
+  const struct aln_policy *policy;
+  int64_t reattest_s;
   SSL_CTX *ctx;
   atomic_uint next; /* where a caller waits when every connection is busy */
   struct conn pool[ALN_ENCLAVE_POOL_MAX];
+  pthread_mutex_t status_mu; /* guards the two below */
+  json_t *last_claims;       /* of the last appraisal that passed, for `aileron enclave status` */
+  int64_t last_verified_at;  /* unix seconds */
 };
+
+/* What one Attest exchange produced, for callers that keep it. */
+struct attest_record {
+  json_t *claims;
+  uint8_t nonce[ALN_BINDING_LEN]; /* the binding the evidence carries */
+  Aileron__V1__Response *resp;    /* the AttestResponse, evidence included */
+};
+
+static int64_t mono_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec;
+}
 
 static void disconnect(struct conn *k) {
   if (k->ssl != NULL) {
@@ -51,38 +73,59 @@ static void disconnect(struct conn *k) {
   ERR_clear_error();
 }
 
-/* verify_evidence appraises the enclave's answer to our Attest on |ssl|. Only the
- * local kind exists so far, and it is debug evidence: accepted in dev mode only. */
+/* verify_evidence appraises the enclave's answer to our Attest on |ssl| under the
+ * policy, with the binding recomputed from this side of the connection as the
+ * nonce the evidence must carry. On success *claims_out (may be NULL) receives the
+ * claims as JSON and |binding_out| (may be NULL) the binding. */
 static aln_status verify_evidence(struct aln_enclave_client *c, SSL *ssl, const uint8_t nonce[ALN_HOST_NONCE_LEN],
-                                  const Aileron__V1__AttestResponse *ar) {
+                                  const Aileron__V1__AttestResponse *ar, json_t **claims_out,
+                                  uint8_t binding_out[ALN_BINDING_LEN]) {
   ALN_ENSURE(ar != NULL && ar->evidence_kind != NULL, ALN_ERR_MALFORMED);
-  ALN_ENSURE(strcmp(ar->evidence_kind, "local") == 0, ALN_ERR_ATTEST_KIND);
-  ALN_ENSURE(c->dev_mode, ALN_ERR_ATTEST_DEBUG);
   uint8_t exporter[ALN_EXPORTER_LEN], binding[ALN_BINDING_LEN];
   ALN_GUARD(aln_tls_exporter(exporter, ssl));
   ALN_GUARD(aln_binding_compute(binding, nonce, ALN_HOST_NONCE_LEN, exporter, ar->signing_public_key.data,
                                 ar->signing_public_key.len));
-  struct aln_local_claims claims;
-  ALN_GUARD(aln_local_evidence_verify(&claims, ar->evidence.data, ar->evidence.len, ar->signing_public_key.data,
-                                      ar->signing_public_key.len, binding));
-  ALN_ENSURE(!claims.debug || c->dev_mode, ALN_ERR_ATTEST_DEBUG);
+  struct aln_verify_ctx ctx = {.nonce = binding,
+                               .nonce_len = sizeof(binding),
+                               .now = (int64_t)time(NULL),
+                               .max_skew_s = CLOCK_SKEW_S,
+                               .signing_key = ar->signing_public_key.data,
+                               .signing_key_len = ar->signing_public_key.len};
+  struct aln_claims claims;
+  struct aln_refusal why;
+  aln_status st =
+      aln_evidence_verify(&claims, &why, c->policy, ar->evidence_kind, ar->evidence.data, ar->evidence.len, &ctx);
+  if (st != ALN_OK) {
+    fprintf(stderr, "aileron: enclave evidence (kind %.32s) refused: %s (%s)\n", ar->evidence_kind, why.why,
+            aln_status_name(st));
+    return st;
+  }
+  json_t *j = aln_claims_to_json(&claims);
+  aln_claims_cleanup(&claims);
+  ALN_ENSURE(j != NULL, ALN_ERR_NOMEM);
+  int64_t now = (int64_t)time(NULL);
+  pthread_mutex_lock(&c->status_mu);
+  json_decref(c->last_claims);
+  c->last_claims = json_incref(j);
+  c->last_verified_at = now;
+  pthread_mutex_unlock(&c->status_mu);
+  if (claims_out != NULL)
+    *claims_out = j;
+  else
+    json_decref(j);
+  if (binding_out != NULL)
+    memcpy(binding_out, binding, sizeof(binding));
   return ALN_OK;
 }
 
-static aln_status connect_and_attest(struct aln_enclave_client *c, struct conn *k) {
+/* attest runs Attest on |ssl| with a fresh nonce and appraises the answer; |rec|
+ * (may be NULL) keeps the claims, the binding and the response. */
+static aln_status attest(struct aln_enclave_client *c, SSL *ssl, struct attest_record *rec) {
   aln_status st = ALN_ERR_INTERNAL;
-  SSL *ssl = NULL;
-  int fd = -1;
   Aileron__V1__Response *resp = NULL;
   uint8_t nonce[ALN_HOST_NONCE_LEN];
 
-  ALN_GUARD(aln_net_connect(&fd, c->address, CONNECT_TIMEOUT_MS, IO_TIMEOUT_S));
-  ssl = SSL_new(c->ctx);
-  ALN_ENSURE_GOTO(st, ssl != NULL, ALN_ERR_NOMEM, out);
-  ALN_ENSURE_GOTO(st, SSL_set_fd(ssl, fd) == 1, ALN_ERR_TLS, out);
-  ALN_ENSURE_GOTO(st, SSL_connect(ssl) == 1, ALN_ERR_TLS, out);
-  ALN_ENSURE_GOTO(st, RAND_bytes(nonce, sizeof(nonce)) == 1, ALN_ERR_CRYPTO, out);
-
+  ALN_ENSURE(RAND_bytes(nonce, sizeof(nonce)) == 1, ALN_ERR_CRYPTO);
   Aileron__V1__AttestRequest ar = AILERON__V1__ATTEST_REQUEST__INIT;
   ar.host_nonce.data = nonce;
   ar.host_nonce.len = sizeof(nonce);
@@ -97,16 +140,42 @@ static aln_status connect_and_attest(struct aln_enclave_client *c, struct conn *
     goto out;
   }
   ALN_ENSURE_GOTO(st, resp->body_case == AILERON__V1__RESPONSE__BODY_ATTEST, ALN_ERR_MALFORMED, out);
-  ALN_GUARD_GOTO(st, verify_evidence(c, ssl, nonce, resp->attest), out);
-
-  k->ssl = ssl;
-  k->fd = fd;
-  ssl = NULL;
-  fd = -1;
+  ALN_GUARD_GOTO(
+      st,
+      verify_evidence(c, ssl, nonce, resp->attest, rec != NULL ? &rec->claims : NULL, rec != NULL ? rec->nonce : NULL),
+      out);
+  if (rec != NULL) {
+    rec->resp = resp;
+    resp = NULL;
+  }
   st = ALN_OK;
 out:
   if (resp != NULL)
     aileron__v1__response__free_unpacked(resp, NULL);
+  return st;
+}
+
+/* connect_and_attest opens a TLS connection to the enclave and attests it; only
+ * then is it kept in |k|. */
+static aln_status connect_and_attest(struct aln_enclave_client *c, struct conn *k, struct attest_record *rec) {
+  aln_status st = ALN_ERR_INTERNAL;
+  SSL *ssl = NULL;
+  int fd = -1;
+
+  ALN_GUARD(aln_net_connect(&fd, c->address, CONNECT_TIMEOUT_MS, IO_TIMEOUT_S));
+  ssl = SSL_new(c->ctx);
+  ALN_ENSURE_GOTO(st, ssl != NULL, ALN_ERR_NOMEM, out);
+  ALN_ENSURE_GOTO(st, SSL_set_fd(ssl, fd) == 1, ALN_ERR_TLS, out);
+  ALN_ENSURE_GOTO(st, SSL_connect(ssl) == 1, ALN_ERR_TLS, out);
+  ALN_GUARD_GOTO(st, attest(c, ssl, rec), out);
+
+  k->ssl = ssl;
+  k->fd = fd;
+  k->appraised_at = mono_now();
+  ssl = NULL;
+  fd = -1;
+  st = ALN_OK;
+out:
   SSL_free(ssl);
   if (fd >= 0)
     close(fd);
@@ -144,7 +213,10 @@ aln_status aln_enclave_client_new(struct aln_enclave_client **out, const struct 
   ALN_GUARD(aln_net_parse_hostport(host, sizeof(host), &port, cfg->address, 0));
   struct aln_enclave_client *c = calloc(1, sizeof(*c));
   ALN_ENSURE(c != NULL, ALN_ERR_NOMEM);
-  c->dev_mode = cfg->dev_mode;
+  ALN_ENSURE(cfg->policy != NULL && cfg->reattest_s >= 0, ALN_ERR_USAGE);
+  c->policy = cfg->policy;
+  c->reattest_s = cfg->reattest_s > 0 ? cfg->reattest_s : ALN_REATTEST_DEFAULT_S;
+  pthread_mutex_init(&c->status_mu, NULL);
   for (size_t i = 0; i < ALN_ENCLAVE_POOL_MAX; i++) {
     c->pool[i].fd = -1;
     pthread_mutex_init(&c->pool[i].mu, NULL);
@@ -167,6 +239,8 @@ void aln_enclave_client_free(struct aln_enclave_client *c) {
     pthread_mutex_destroy(&c->pool[i].mu);
   }
   SSL_CTX_free(c->ctx);
+  json_decref(c->last_claims);
+  pthread_mutex_destroy(&c->status_mu);
   free(c->address);
   free(c);
 }
@@ -204,8 +278,14 @@ aln_status aln_enclave_client_call(struct aln_enclave_client *c, Aileron__V1__Re
   if (k->ssl != NULL && idle_conn_dead(k))
     disconnect(k);
   aln_status st = ALN_OK;
-  if (k->ssl == NULL)
-    st = connect_and_attest(c, k);
+  if (k->ssl != NULL && mono_now() - k->appraised_at >= c->reattest_s) {
+    /* Appraised too long ago: attest again on this connection before using it. */
+    st = attest(c, k->ssl, NULL);
+    if (st == ALN_OK)
+      k->appraised_at = mono_now();
+  }
+  if (st == ALN_OK && k->ssl == NULL)
+    st = connect_and_attest(c, k, NULL);
   if (st == ALN_OK)
     st = exchange(k, out, req);
   if (st != ALN_OK)
@@ -218,5 +298,66 @@ aln_status aln_enclave_client_call(struct aln_enclave_client *c, Aileron__V1__Re
       disconnect(k);
   }
   pthread_mutex_unlock(&k->mu);
+  return st;
+}
+
+aln_status aln_enclave_client_status(struct aln_enclave_client *c, json_t **out) {
+  ALN_ENSURE(c != NULL && out != NULL, ALN_ERR_USAGE);
+  *out = NULL;
+  pthread_mutex_lock(&c->status_mu);
+  json_t *j = c->last_claims != NULL ? json_deep_copy(c->last_claims) : NULL;
+  int64_t at = c->last_verified_at;
+  pthread_mutex_unlock(&c->status_mu);
+  if (j == NULL)
+    return ALN_ERR_NOT_FOUND;
+  if (json_object_set_new(j, "verified_at", json_integer(at)) != 0 ||
+      json_object_set_new(j, "reattest_seconds", json_integer(c->reattest_s)) != 0) {
+    json_decref(j);
+    return ALN_ERR_NOMEM;
+  }
+  *out = j;
+  return ALN_OK;
+}
+
+/* hex_string renders |len| bytes as a new JSON string of lowercase hex. */
+static json_t *hex_string(const uint8_t *p, size_t len) {
+  char *hex = malloc(2 * len + 1);
+  json_t *j = hex != NULL && aln_hex_encode(hex, 2 * len + 1, p, len) == ALN_OK ? json_string(hex) : NULL;
+  free(hex);
+  return j;
+}
+
+/* b64_string renders |len| bytes as a new JSON string of standard base64. */
+static json_t *b64_string(const uint8_t *p, size_t len) {
+  size_t n = 0;
+  if (aln_base64_encoded_len(&n, len, ALN_BASE64_STD) != ALN_OK)
+    return NULL;
+  char *b = malloc(n + 1);
+  json_t *j = b != NULL && aln_base64_encode(b, n + 1, NULL, p, len, ALN_BASE64_STD) == ALN_OK ? json_string(b) : NULL;
+  free(b);
+  return j;
+}
+
+aln_status aln_enclave_client_attest_fresh(struct aln_enclave_client *c, json_t **out) {
+  aln_status st = ALN_ERR_INTERNAL;
+  struct conn k = {.fd = -1};
+  struct attest_record rec = {0};
+
+  ALN_ENSURE(c != NULL && out != NULL, ALN_ERR_USAGE);
+  *out = NULL;
+  ALN_GUARD_GOTO(st, connect_and_attest(c, &k, &rec), out);
+  const Aileron__V1__AttestResponse *ar = rec.resp->attest;
+  json_t *j = json_pack("{s:s, s:o, s:o, s:o, s:O}", "kind", ar->evidence_kind, "evidence_b64",
+                        b64_string(ar->evidence.data, ar->evidence.len), "nonce_hex",
+                        hex_string(rec.nonce, sizeof(rec.nonce)), "signing_key_hex",
+                        hex_string(ar->signing_public_key.data, ar->signing_public_key.len), "claims", rec.claims);
+  ALN_ENSURE_GOTO(st, j != NULL, ALN_ERR_NOMEM, out);
+  *out = j;
+  st = ALN_OK;
+out:
+  disconnect(&k);
+  json_decref(rec.claims);
+  if (rec.resp != NULL)
+    aileron__v1__response__free_unpacked(rec.resp, NULL);
   return st;
 }

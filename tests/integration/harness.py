@@ -165,11 +165,11 @@ class Stack:
         self.socket = f"{self.host_dir}/aileron.sock"
         self.start_daemon(dev)
 
-    def start_daemon(self, dev=True):
+    def start_daemon(self, dev=True, policy=None):
+        """--dev, or --policy |policy| (a YAML path) when given."""
         argv = [HOST_BIN, "daemon", "--state-dir", self.host_dir, "--socket", self.socket,
                 "--enclave", f"127.0.0.1:{self.enclave_port}"]
-        if dev:
-            argv.append("--dev")
+        argv += ["--policy", policy] if policy is not None else (["--dev"] if dev else [])
         self.daemon = self._start(argv, f"daemon-{len(self.procs)}.log")
         wait_for(lambda: os.path.exists(self.socket) and "listening" in self.daemon.text(), what="host daemon")
         with open(f"{self.host_dir}/operator.token") as f:

@@ -3,6 +3,7 @@ gets a clear error, and neither store changes (checked on a logical snapshot of
 every table in the escrow)."""
 
 import os
+import subprocess
 import ssl
 import struct
 import time
@@ -117,11 +118,23 @@ class BadInput(unittest.TestCase):
         self.assertStoreUnchanged()
 
     def test_daemon_without_dev_mode_refuses_local_enclave(self):
+        """Under a production policy (the local kind named, debug not allowed) the
+        debug evidence of the dev enclave is refused before any credential call; and
+        with no policy at all the daemon does not start."""
         self.s.stop_daemon()
+        prod = f"{self.s.dir}/prod-policy.yaml"
+        with open(prod, "w") as f:
+            f.write("version: 1\nkinds:\n  local:\n    allow_debug: false\n")
+        p = subprocess.run([os.environ.get("ALN_HOST_BIN", "aileron"), "daemon", "--state-dir", self.s.host_dir,
+                            "--socket", self.s.socket, "--enclave", f"127.0.0.1:{self.s.enclave_port}"],
+                           capture_output=True, timeout=30)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn(b"an appraisal policy is required", p.stderr)
         try:
-            self.s.start_daemon(dev=False)
+            self.s.start_daemon(policy=prod)
             code, doc, _ = self.s.http("GET", "/v1/credentials", token=self.s.operator_token)
             self.assertEqual((code, doc["error"]["code"]), (502, "ALN_ERR_ATTEST_DEBUG"))
+            self.assertIn("debug evidence (dbgstat enabled) refused by the policy", self.s.daemon.text())
         finally:
             self.s.stop_daemon()
             self.s.start_daemon(dev=True)

@@ -28,6 +28,7 @@
 #include "attestation/local.h"
 #include "host/enclave_client.h"
 #include "proto/channel.h"
+#include "proto/keyfile.h"
 #include "proto/net.h"
 #include "proto/tls.h"
 
@@ -40,6 +41,8 @@ enum misbehaviour {
   ATTEST_REFUSED,   /* answers Attest with an error status */
   TLS12_ONLY,       /* the server speaks TLS 1.2 at most */
   HOLD_FIRST,       /* honest; the first Health waits until a second one arrives */
+  REPLAY_OLD,       /* honest on its first connection, then replays that evidence on every later one */
+  TURN_BAD,         /* honest at the first Attest, signs later ones with another key */
 };
 
 #define FAKE_CONNS_MAX 8
@@ -56,6 +59,9 @@ struct fake {
   pthread_cond_t cv;
   int requests_after_attest;  /* what reached the fake after its Attest answer */
   int inflight, max_inflight; /* Health requests being answered at once */
+  int attests;                /* Attest requests answered */
+  uint8_t *first_ev;          /* REPLAY_OLD: the evidence of the first Attest */
+  size_t first_ev_len;
   pthread_t conns[FAKE_CONNS_MAX];
   int num_conns;
 };
@@ -82,8 +88,24 @@ static aln_status answer_attest(struct fake *f, SSL *ssl, const Aileron__V1__Req
     memcpy(binding, req->attest->host_nonce.data, ALN_BINDING_LEN);
   uint8_t *ev = NULL;
   size_t ev_len = 0;
-  ALN_GUARD(aln_local_evidence_make(&ev, &ev_len, f->mode == OTHER_KEY ? f->other_key : f->sign_key, binding,
-                                    (int64_t)time(NULL)));
+  pthread_mutex_lock(&f->mu);
+  int n = f->attests++;
+  pthread_mutex_unlock(&f->mu);
+  int other = f->mode == OTHER_KEY || (f->mode == TURN_BAD && n > 0);
+  ALN_GUARD(aln_local_evidence_make(&ev, &ev_len, other ? f->other_key : f->sign_key, binding, (int64_t)time(NULL)));
+  if (f->mode == REPLAY_OLD && n == 0) {
+    f->first_ev = malloc(ev_len);
+    ALN_ENSURE(f->first_ev != NULL, ALN_ERR_NOMEM);
+    memcpy(f->first_ev, ev, ev_len);
+    f->first_ev_len = ev_len;
+  } else if (f->mode == REPLAY_OLD) {
+    /* A stale answer: valid evidence, for another connection's nonce and exporter. */
+    free(ev);
+    ev = malloc(f->first_ev_len);
+    ALN_ENSURE(ev != NULL, ALN_ERR_NOMEM);
+    memcpy(ev, f->first_ev, f->first_ev_len);
+    ev_len = f->first_ev_len;
+  }
   Aileron__V1__AttestResponse ar = AILERON__V1__ATTEST_RESPONSE__INIT;
   ar.evidence_kind = f->mode == UNKNOWN_KIND ? "tpm" : "local";
   ar.evidence.data = ev;
@@ -142,12 +164,13 @@ static void *serve_conn(void *arg) {
       if (aln_channel_recv_request(ssl, &req) != ALN_OK)
         break;
       aln_status st = ALN_ERR_MALFORMED;
-      if (attested) {
+      if (attested && req->body_case != AILERON__V1__REQUEST__BODY_ATTEST) {
         pthread_mutex_lock(&f->mu);
         f->requests_after_attest++;
         pthread_mutex_unlock(&f->mu);
       }
-      if (req->body_case == AILERON__V1__REQUEST__BODY_ATTEST && !attested) {
+      /* As the enclave does, Attest is answered again on an attested connection. */
+      if (req->body_case == AILERON__V1__REQUEST__BODY_ATTEST) {
         st = answer_attest(f, ssl, req);
         attested = 1;
       } else if (req->body_case == AILERON__V1__REQUEST__BODY_HEALTH) {
@@ -224,9 +247,12 @@ static void fake_stop(struct fake *f) {
   SSL_CTX_free(f->ctx);
   EVP_PKEY_free(f->sign_key);
   EVP_PKEY_free(f->other_key);
+  free(f->first_ev);
 }
 
 static char dir[64], key_path[128], cert_path[128];
+/* The dev policy, and a production one that names the local kind without debug. */
+static struct aln_policy *dev_policy, *prod_policy;
 
 static int setup(void **state) {
   (void)state;
@@ -247,6 +273,11 @@ static int setup(void **state) {
     fclose(cf);
   EVP_PKEY_free(key);
   X509_free(cert);
+  char err[ALN_POLICY_ERR_MAX];
+  static const char prod[] = "version: 1\nkinds: {local: {allow_debug: false}}\n";
+  if (aln_policy_dev(&dev_policy) != ALN_OK ||
+      aln_policy_parse(&prod_policy, err, (const uint8_t *)prod, sizeof(prod) - 1) != ALN_OK)
+    return -1;
   return ok ? 0 : -1;
 }
 
@@ -255,17 +286,26 @@ static int teardown(void **state) {
   unlink(key_path);
   unlink(cert_path);
   rmdir(dir);
+  aln_policy_free(dev_policy);
+  aln_policy_free(prod_policy);
   return 0;
 }
 
-static struct aln_enclave_client *client_new(struct fake *f, int dev) {
+static struct aln_enclave_client *client_new_reattest(struct fake *f, int dev, int64_t reattest_s) {
   char addr[32];
   snprintf(addr, sizeof(addr), "127.0.0.1:%d", f->port);
-  struct aln_enclave_client_config cfg = {
-      .address = addr, .key_path = key_path, .cert_path = cert_path, .dev_mode = dev};
+  struct aln_enclave_client_config cfg = {.address = addr,
+                                          .key_path = key_path,
+                                          .cert_path = cert_path,
+                                          .policy = dev ? dev_policy : prod_policy,
+                                          .reattest_s = reattest_s};
   struct aln_enclave_client *c = NULL;
   assert_int_equal(aln_enclave_client_new(&c, &cfg), ALN_OK);
   return c;
+}
+
+static struct aln_enclave_client *client_new(struct fake *f, int dev) {
+  return client_new_reattest(f, dev, 0);
 }
 
 /* health runs one Health call on |c|. */
@@ -395,6 +435,88 @@ static void test_pooled_connection_is_reused(void **state) {
   assert_int_equal(f.requests_after_attest, 5);
 }
 
+/* Evidence that was valid for another connection, replayed on a new one (a stale
+ * nonce): its binding names the other connection's nonce and exporter. */
+static void test_stale_evidence_replayed_on_a_new_connection_refused(void **state) {
+  (void)state;
+  struct fake f;
+  fake_start(&f, REPLAY_OLD);
+  assert_int_equal(call_health(&f, 1), ALN_OK); /* the first connection, honest */
+  int before = f.requests_after_attest;
+  assert_int_equal(call_health(&f, 1), ALN_ERR_ATTEST_BINDING);
+  fake_stop(&f);
+  assert_int_equal(f.requests_after_attest, before); /* nothing after the stale Attest */
+}
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0)
+    ;
+}
+
+/* A connection appraised longer ago than the interval is attested again, on the
+ * same connection, before its next call. */
+static void test_long_lived_connection_is_reattested(void **state) {
+  (void)state;
+  struct fake f;
+  fake_start(&f, HONEST);
+  struct aln_enclave_client *c = client_new_reattest(&f, 1, 1);
+  assert_int_equal(health(c), ALN_OK);
+  assert_int_equal(health(c), ALN_OK); /* within the interval: no new Attest */
+  assert_int_equal(f.attests, 1);
+  sleep_ms(2100);
+  assert_int_equal(health(c), ALN_OK);
+  aln_enclave_client_free(c);
+  fake_stop(&f);
+  assert_int_equal(f.attests, 2);
+  assert_int_equal(f.num_conns, 1);
+  assert_int_equal(f.requests_after_attest, 3);
+}
+
+/* If the re-attestation fails, the call fails and nothing but Attest is sent. */
+static void test_failed_reattestation_stops_the_connection(void **state) {
+  (void)state;
+  struct fake f;
+  fake_start(&f, TURN_BAD);
+  struct aln_enclave_client *c = client_new_reattest(&f, 1, 1);
+  assert_int_equal(health(c), ALN_OK);
+  sleep_ms(2100);
+  assert_int_equal(health(c), ALN_ERR_ATTEST_SIG);
+  aln_enclave_client_free(c);
+  fake_stop(&f);
+  assert_int_equal(f.requests_after_attest, 1); /* only the first Health */
+}
+
+static void test_status_and_fresh_attestation(void **state) {
+  (void)state;
+  struct fake f;
+  json_t *j = NULL;
+  char pub_hex[65];
+  fake_start(&f, HONEST);
+  struct aln_enclave_client *c = client_new(&f, 1);
+  assert_int_equal(aln_enclave_client_status(c, &j), ALN_ERR_NOT_FOUND); /* nothing appraised yet */
+  assert_null(j);
+  assert_int_equal(health(c), ALN_OK);
+  assert_int_equal(aln_enclave_client_status(c, &j), ALN_OK);
+  assert_string_equal(json_string_value(json_object_get(j, "kind")), "local");
+  assert_true(json_is_true(json_object_get(j, "debug")));
+  assert_true(json_integer_value(json_object_get(j, "verified_at")) > 1700000000);
+  assert_int_equal(json_integer_value(json_object_get(j, "reattest_seconds")), ALN_REATTEST_DEFAULT_S);
+  json_decref(j);
+
+  assert_int_equal(aln_enclave_client_attest_fresh(c, &j), ALN_OK);
+  assert_int_equal(aln_hex_encode(pub_hex, sizeof(pub_hex), f.sign_pub, sizeof(f.sign_pub)), ALN_OK);
+  assert_string_equal(json_string_value(json_object_get(j, "kind")), "local");
+  assert_string_equal(json_string_value(json_object_get(j, "signing_key_hex")), pub_hex);
+  assert_int_equal(strlen(json_string_value(json_object_get(j, "nonce_hex"))), 64);
+  assert_true(strlen(json_string_value(json_object_get(j, "evidence_b64"))) > 100);
+  assert_true(json_is_object(json_object_get(j, "claims")));
+  json_decref(j);
+  aln_enclave_client_free(c);
+  fake_stop(&f);
+  assert_int_equal(f.num_conns, 2); /* the fresh attestation used a connection of its own */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_honest_enclave_is_accepted_in_dev_mode),
@@ -408,6 +530,10 @@ int main(void) {
       cmocka_unit_test(test_unreachable_enclave),
       cmocka_unit_test(test_concurrent_calls_are_not_serialised),
       cmocka_unit_test(test_pooled_connection_is_reused),
+      cmocka_unit_test(test_stale_evidence_replayed_on_a_new_connection_refused),
+      cmocka_unit_test(test_long_lived_connection_is_reattested),
+      cmocka_unit_test(test_failed_reattestation_stops_the_connection),
+      cmocka_unit_test(test_status_and_fresh_attestation),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
