@@ -1,0 +1,240 @@
+/* Benchmark: evidence verification per second for each kind, printed beside the raw
+ * signature-verify rate of the same algorithm from OpenSSL in the same run, and the
+ * time to open an attested connection (TLS 1.3 + Attest + appraisal) to a running
+ * enclave. Not a test: it asserts nothing beyond the operations succeeding.
+ *
+ * Usage: attest_bench [--seconds S] [--kinds-only]
+ *                     [--enclave HOST:PORT --key HOST.key --cert HOST.crt (--policy FILE | --dev) [--n N]]
+ * Without --enclave only the verification rates are measured; tests/bench/attest_bench.py
+ * starts an enclave (local, or tpm against swtpm) and runs this with --enclave. */
+#include <getopt.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "attestation/local.h"
+#include "attestation/policy.h"
+#include "host/api.h"
+#include "host/enclave_client.h"
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* rate runs |fn| for about |seconds| and returns calls per second; a failing call
+ * stops the program (a benchmark of failures means nothing). */
+static double rate(int (*fn)(void *), void *arg, double seconds) {
+  for (int i = 0; i < 50; i++) /* warm-up */
+    if (!fn(arg))
+      goto failed;
+  double start = now_s(), end = start + seconds, t = start;
+  long n = 0;
+  while (t < end) {
+    for (int i = 0; i < 32; i++, n++)
+      if (!fn(arg))
+        goto failed;
+    t = now_s();
+  }
+  return (double)n / (t - start);
+failed:
+  fprintf(stderr, "attest_bench: an operation failed\n");
+  exit(1);
+}
+
+/* ---- raw signature verification: the baselines ---------------------------------- */
+
+struct raw {
+  EVP_PKEY *key;
+  const EVP_MD *md; /* NULL for Ed25519 */
+  uint8_t msg[256];
+  uint8_t sig[512];
+  size_t sig_len;
+};
+
+static void raw_init(struct raw *r, const char *alg, const char *param, const EVP_MD *md) {
+  memset(r, 0, sizeof(*r));
+  r->md = md;
+  if (RAND_bytes(r->msg, sizeof(r->msg)) != 1)
+    exit(1);
+  if (strcmp(alg, "RSA") == 0)
+    r->key = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+  else if (strcmp(alg, "EC") == 0)
+    r->key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", param);
+  else
+    r->key = EVP_PKEY_Q_keygen(NULL, NULL, alg);
+  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+  r->sig_len = sizeof(r->sig);
+  if (r->key == NULL || ctx == NULL || EVP_DigestSignInit(ctx, NULL, md, NULL, r->key) != 1 ||
+      EVP_DigestSign(ctx, r->sig, &r->sig_len, r->msg, sizeof(r->msg)) != 1)
+    exit(1);
+  EVP_MD_CTX_free(ctx);
+}
+
+static int raw_verify(void *arg) {
+  struct raw *r = arg;
+  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+  int ok = ctx != NULL && EVP_DigestVerifyInit(ctx, NULL, r->md, NULL, r->key) == 1 &&
+           EVP_DigestVerify(ctx, r->sig, r->sig_len, r->msg, sizeof(r->msg)) == 1;
+  EVP_MD_CTX_free(ctx);
+  return ok;
+}
+
+/* ---- per kind -------------------------------------------------------------------- */
+
+struct kind_case {
+  const struct aln_policy *policy;
+  const char *kind;
+  uint8_t *ev;
+  size_t ev_len;
+  struct aln_verify_ctx ctx;
+};
+
+static int kind_verify(void *arg) {
+  struct kind_case *k = arg;
+  struct aln_claims c;
+  struct aln_refusal why;
+  aln_status st = aln_evidence_verify(&c, &why, k->policy, k->kind, k->ev, k->ev_len, &k->ctx);
+  aln_claims_cleanup(&c);
+  return st == ALN_OK;
+}
+
+static void row(const char *what, double got, const char *base_name, double base, double target) {
+  printf("%-34s %10.0f/s   %-26s %10.0f/s   ratio %.2f", what, got, base_name, base, got / base);
+  if (target > 0)
+    printf("   target >= %.1f %s", target, got / base >= target ? "PASS" : "MISS");
+  printf("\n");
+}
+
+static void bench_kinds(double seconds) {
+  struct raw ed, p256, p384, rsa;
+  raw_init(&ed, "ED25519", NULL, NULL);
+  raw_init(&p256, "EC", "P-256", EVP_sha256());
+  raw_init(&p384, "EC", "P-384", EVP_sha384());
+  raw_init(&rsa, "RSA", NULL, EVP_sha256());
+  double r_ed = rate(raw_verify, &ed, seconds), r_p256 = rate(raw_verify, &p256, seconds);
+  double r_p384 = rate(raw_verify, &p384, seconds), r_rsa = rate(raw_verify, &rsa, seconds);
+  printf("raw OpenSSL verify: Ed25519 %.0f/s, ECDSA P-256 %.0f/s, ECDSA P-384 %.0f/s, RSA-2048 PKCS#1 %.0f/s\n\n", r_ed,
+         r_p256, r_p384, r_rsa);
+
+  /* local: one Ed25519 verify, plus CBOR decoding and the policy. */
+  struct aln_policy *dev = NULL;
+  uint8_t pub[32], binding[ALN_BINDING_LEN];
+  size_t pub_len = sizeof(pub);
+  struct kind_case local = {.kind = "local"};
+  if (aln_policy_dev(&dev) != ALN_OK || RAND_bytes(binding, sizeof(binding)) != 1 ||
+      EVP_PKEY_get_raw_public_key(ed.key, pub, &pub_len) != 1 ||
+      aln_local_evidence_make(&local.ev, &local.ev_len, ed.key, binding, (int64_t)time(NULL)) != ALN_OK)
+    exit(1);
+  local.policy = dev;
+  local.ctx = (struct aln_verify_ctx){.nonce = binding,
+                                      .nonce_len = sizeof(binding),
+                                      .now = (int64_t)time(NULL),
+                                      .signing_key = pub,
+                                      .signing_key_len = sizeof(pub)};
+  row("local (COSE_Sign1 EdDSA)", rate(kind_verify, &local, seconds), "raw Ed25519", r_ed, 0);
+  free(local.ev);
+  aln_policy_free(dev);
+  (void)r_p256;
+  (void)r_p384;
+  (void)r_rsa;
+  EVP_PKEY_free(ed.key);
+  EVP_PKEY_free(p256.key);
+  EVP_PKEY_free(p384.key);
+  EVP_PKEY_free(rsa.key);
+}
+
+/* ---- opening an attested connection --------------------------------------------- */
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static int bench_connect(const char *address, const char *key, const char *cert, const char *policy_path, int n) {
+  struct aln_policy *policy = NULL;
+  char err[ALN_POLICY_ERR_MAX] = "";
+  aln_status st = policy_path != NULL ? aln_policy_load(&policy, err, policy_path) : aln_policy_dev(&policy);
+  if (st != ALN_OK) {
+    fprintf(stderr, "attest_bench: policy: %s %s\n", aln_status_name(st), err);
+    return 1;
+  }
+  struct aln_enclave_client_config cfg = {.address = address, .key_path = key, .cert_path = cert, .policy = policy};
+  struct aln_enclave_client *c = NULL;
+  if ((st = aln_enclave_client_new(&c, &cfg)) != ALN_OK) {
+    fprintf(stderr, "attest_bench: client: %s\n", aln_status_name(st));
+    return 1;
+  }
+  double *ms = calloc((size_t)n, sizeof(double));
+  json_t *kind = NULL;
+  for (int i = 0; i < n; i++) {
+    json_t *doc = NULL;
+    double t0 = now_s();
+    st = aln_enclave_client_attest_fresh(c, &doc);
+    ms[i] = (now_s() - t0) * 1000;
+    if (st != ALN_OK) {
+      fprintf(stderr, "attest_bench: attested connection %d failed: %s\n", i, aln_status_name(st));
+      return 1;
+    }
+    if (kind == NULL)
+      kind = json_incref(json_object_get(doc, "kind"));
+    json_decref(doc);
+  }
+  qsort(ms, (size_t)n, sizeof(double), cmp_double);
+  printf("\nattested connection (TCP + TLS 1.3 + Attest + appraisal), kind %s, %d connections: median %.2f ms, "
+         "p90 %.2f ms, min %.2f ms\n",
+         json_string_value(kind), n, ms[n / 2], ms[(n * 9) / 10], ms[0]);
+  json_decref(kind);
+  free(ms);
+  aln_enclave_client_free(c);
+  aln_policy_free(policy);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  static const struct option opts[] = {
+      {"seconds", required_argument, NULL, 's'}, {"enclave", required_argument, NULL, 'e'},
+      {"key", required_argument, NULL, 'k'},     {"cert", required_argument, NULL, 'c'},
+      {"policy", required_argument, NULL, 'p'},  {"dev", no_argument, NULL, 'd'},
+      {"n", required_argument, NULL, 'n'},       {NULL, 0, NULL, 0}};
+  double seconds = 1.0;
+  const char *enclave = NULL, *key = NULL, *cert = NULL, *policy = NULL;
+  int n = 200, ch;
+  while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    switch (ch) {
+    case 's':
+      seconds = atof(optarg);
+      break;
+    case 'e':
+      enclave = optarg;
+      break;
+    case 'k':
+      key = optarg;
+      break;
+    case 'c':
+      cert = optarg;
+      break;
+    case 'p':
+      policy = optarg;
+      break;
+    case 'd':
+      break;
+    case 'n':
+      n = atoi(optarg);
+      break;
+    default:
+      fprintf(stderr, "usage: see the comment at the top of tests/bench/attest_bench.c\n");
+      return 2;
+    }
+  }
+  aln_api_json_init();
+  bench_kinds(seconds);
+  if (enclave != NULL)
+    return bench_connect(enclave, key, cert, policy, n > 0 ? n : 1);
+  return 0;
+}
