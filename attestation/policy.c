@@ -15,11 +15,23 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "attestation/cs.h"
+#include "attestation/jwt.h"
 #include "attestation/local.h"
+
+#define POLICY_LIST_MAX 64        /* entries of any one list */
+#define POLICY_STR_MAX 1024       /* bytes of any one string */
+#define POLICY_REF_FILE_MAX 65536 /* a PEM or JWKS file named by the policy */
 
 struct aln_policy {
   int has_local;
   struct aln_policy_local local;
+  int has_cs;
+  struct aln_cs_policy cs;
+  struct aln_jwt_keys *cs_keys; /* prepared once from cs.root_pem / cs.jwks_json */
+  /* Everything the kinds' structs point to, freed with the policy. */
+  void **owned;
+  size_t num_owned, cap_owned;
 };
 
 /* ---- reading YAML strictly -------------------------------------------------------- */
@@ -190,6 +202,112 @@ static aln_status get_uint(struct walk *w, const yaml_node_t *map, const char *k
   return ALN_OK;
 }
 
+/* own keeps |p| (may be NULL) to be freed with the policy; on failure it frees it. */
+static aln_status own(struct aln_policy *pol, void *p) {
+  if (p == NULL)
+    return ALN_ERR_NOMEM;
+  if (pol->num_owned == pol->cap_owned) {
+    size_t cap = pol->cap_owned ? pol->cap_owned * 2 : 16;
+    void **grown = reallocarray(pol->owned, cap, sizeof(*grown));
+    if (grown == NULL) {
+      free(p);
+      return ALN_ERR_NOMEM;
+    }
+    pol->owned = grown;
+    pol->cap_owned = cap;
+  }
+  pol->owned[pol->num_owned++] = p;
+  return ALN_OK;
+}
+
+/* get_str reads |key| of |map| as a string of 1..POLICY_STR_MAX bytes into *out
+ * (owned by |pol|); absent leaves *out, or is an error when |required|. */
+static aln_status get_str(struct walk *w, struct aln_policy *pol, const yaml_node_t *map, const char *key,
+                          const char *path, int required, const char **out) {
+  yaml_node_t *v = map_get(w, map, key);
+  if (v == NULL)
+    return required ? say(w, map, ALN_ERR_USAGE, "%s.%s is required", path, key) : ALN_OK;
+  ALN_GUARD(scalar_ok(w, v, path));
+  size_t len = v->data.scalar.length;
+  if (len == 0 || len > POLICY_STR_MAX)
+    return say(w, v, ALN_ERR_USAGE, "%s.%s must be 1 to %d bytes", path, key, POLICY_STR_MAX);
+  char *copy = strdup(scalar(v));
+  ALN_GUARD(own(pol, copy));
+  *out = copy;
+  return ALN_OK;
+}
+
+/* get_list reads |key| of |map| as a sequence of 1..POLICY_LIST_MAX strings into a
+ * NULL-terminated array *out (owned by |pol|), each accepted by |ok| (may be NULL)
+ * whose refusal names |what|. */
+static aln_status get_list(struct walk *w, struct aln_policy *pol, const yaml_node_t *map, const char *key,
+                           const char *path, int required, int (*ok)(const char *), const char *what,
+                           const char *const **out) {
+  yaml_node_t *v = map_get(w, map, key);
+  if (v == NULL)
+    return required ? say(w, map, ALN_ERR_USAGE, "%s.%s is required", path, key) : ALN_OK;
+  if (v->type != YAML_SEQUENCE_NODE)
+    return say(w, v, ALN_ERR_MALFORMED, "%s.%s must be a list", path, key);
+  size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+  if (n == 0 || n > POLICY_LIST_MAX)
+    return say(w, v, ALN_ERR_USAGE, "%s.%s must list 1 to %d entries", path, key, POLICY_LIST_MAX);
+  const char **list = calloc(n + 1, sizeof(*list));
+  ALN_GUARD(own(pol, (void *)list));
+  for (size_t i = 0; i < n; i++) {
+    yaml_node_t *item = node_at(w, v->data.sequence.items.start[i]);
+    ALN_GUARD(scalar_ok(w, item, path));
+    if (item->data.scalar.length == 0 || item->data.scalar.length > POLICY_STR_MAX || (ok != NULL && !ok(scalar(item))))
+      return say(w, item, ALN_ERR_USAGE, "%s.%s: '%.80s' is not %s", path, key, scalar(item), what);
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(list[j], scalar(item)) == 0)
+        return say(w, item, ALN_ERR_USAGE, "%s.%s lists '%.80s' twice", path, key, scalar(item));
+    char *copy = strdup(scalar(item));
+    ALN_GUARD(own(pol, copy));
+    list[i] = copy;
+  }
+  *out = list;
+  return ALN_OK;
+}
+
+/* get_file reads the file named by |key| of |map| (a PEM or JSON reference the
+ * policy points to) into a NUL-terminated string owned by |pol|. */
+static aln_status get_file(struct walk *w, struct aln_policy *pol, const yaml_node_t *map, const char *key,
+                           const char *path, const char **out) {
+  const char *name = NULL;
+  ALN_GUARD(get_str(w, pol, map, key, path, 0, &name));
+  if (name == NULL)
+    return ALN_OK;
+  FILE *f = fopen(name, "rb");
+  if (f == NULL)
+    return say(w, map_get(w, map, key), ALN_ERR_USAGE, "%s.%s: cannot open '%.120s'", path, key, name);
+  char *buf = malloc(POLICY_REF_FILE_MAX + 1);
+  size_t n = buf != NULL ? fread(buf, 1, POLICY_REF_FILE_MAX + 1, f) : 0;
+  fclose(f);
+  ALN_GUARD(own(pol, buf));
+  if (n == 0 || n > POLICY_REF_FILE_MAX || memchr(buf, '\0', n) != NULL)
+    return say(w, map_get(w, map, key), ALN_ERR_USAGE, "%s.%s: '%.120s' is empty, binary or over %d bytes", path, key,
+               name, POLICY_REF_FILE_MAX);
+  buf[n] = '\0';
+  *out = buf;
+  return ALN_OK;
+}
+
+static int is_image_digest(const char *s) {
+  if (strncmp(s, "sha256:", 7) != 0 || strlen(s) != 7 + 64)
+    return 0;
+  for (const char *p = s + 7; *p; p++)
+    if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+      return 0;
+  return 1;
+}
+
+static int is_token_word(const char *s) {
+  for (const char *p = s; *p; p++)
+    if (!((*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_'))
+      return 0;
+  return s[0] != '\0';
+}
+
 /* ---- the kinds ------------------------------------------------------------------- */
 
 static aln_status parse_local(struct walk *w, const yaml_node_t *sec, struct aln_policy *p) {
@@ -197,6 +315,37 @@ static aln_status parse_local(struct walk *w, const yaml_node_t *sec, struct aln
   ALN_GUARD(check_map(w, sec, "kinds.local", known));
   ALN_GUARD(get_bool(w, sec, "allow_debug", "kinds.local", &p->local.allow_debug));
   p->has_local = 1;
+  return ALN_OK;
+}
+
+/*   confidential-space:
+ *     audience: https://aileron.example/attest   # required: the token's aud
+ *     image_digests: [sha256:<64 hex>, ...]        # required: the workload images allowed
+ *     hwmodels: [GCP_AMD_SEV, GCP_INTEL_TDX]       # required
+ *     support_attributes: [STABLE]                 # each must be in the token's list
+ *     allow_debug: false
+ *     root_pem_file: FILE   # PKI tokens' root (default: the pinned Confidential Space Root CA)
+ *     jwks_file: FILE       # OIDC tokens' keys (default: OIDC tokens are refused) */
+static aln_status parse_cs(struct walk *w, const yaml_node_t *sec, struct aln_policy *p) {
+  static const char *const known[] = {"audience",    "image_digests", "hwmodels",  "support_attributes",
+                                      "allow_debug", "root_pem_file", "jwks_file", NULL};
+  const char *path = "kinds.confidential-space";
+  ALN_GUARD(check_map(w, sec, path, known));
+  ALN_GUARD(get_str(w, p, sec, "audience", path, 1, &p->cs.audience));
+  ALN_GUARD(get_list(w, p, sec, "image_digests", path, 1, is_image_digest, "sha256:<64 lowercase hex>",
+                     &p->cs.image_digests));
+  ALN_GUARD(get_list(w, p, sec, "hwmodels", path, 1, is_token_word, "a hardware model name", &p->cs.hwmodels));
+  ALN_GUARD(get_list(w, p, sec, "support_attributes", path, 0, is_token_word, "an attribute name",
+                     &p->cs.support_attributes));
+  ALN_GUARD(get_bool(w, sec, "allow_debug", path, &p->cs.allow_debug));
+  ALN_GUARD(get_file(w, p, sec, "root_pem_file", path, &p->cs.root_pem));
+  ALN_GUARD(get_file(w, p, sec, "jwks_file", path, &p->cs.jwks_json));
+  /* Trust is parsed once here, so a bad root or JWKS stops the load, not a call. */
+  aln_status st = aln_cs_keys_new(&p->cs_keys, &p->cs);
+  if (st != ALN_OK)
+    return say(w, sec, ALN_ERR_USAGE, "%s: its root or JWKS is not usable (%s)", path, aln_status_name(st));
+  p->cs.keys = p->cs_keys;
+  p->has_cs = 1;
   return ALN_OK;
 }
 
@@ -208,7 +357,7 @@ struct kind_entry {
 /* Every kind the contract names; those whose verifier this build lacks are refused
  * by name, so a policy written for a newer build fails loudly, not open. */
 static const struct kind_entry kinds[] = {
-    {"local", parse_local}, {"tpm", NULL}, {"sev-snp", NULL}, {"confidential-space", NULL}, {"aws-nitro", NULL},
+    {"local", parse_local}, {"tpm", NULL}, {"sev-snp", NULL}, {"confidential-space", parse_cs}, {"aws-nitro", NULL},
 };
 
 static aln_status parse_root(struct walk *w, struct aln_policy *p) {
@@ -332,6 +481,12 @@ aln_status aln_policy_dev(struct aln_policy **out) {
 }
 
 void aln_policy_free(struct aln_policy *p) {
+  if (p == NULL)
+    return;
+  aln_jwt_keys_free(p->cs_keys);
+  for (size_t i = 0; i < p->num_owned; i++)
+    free(p->owned[i]);
+  free(p->owned);
   free(p);
 }
 
@@ -340,6 +495,8 @@ int aln_policy_names_kind(const struct aln_policy *p, const char *kind) {
     return 0;
   if (strcmp(kind, "local") == 0)
     return p->has_local;
+  if (strcmp(kind, ALN_CS_KIND) == 0)
+    return p->has_cs;
   return 0;
 }
 
@@ -389,5 +546,7 @@ aln_status aln_evidence_verify(struct aln_claims *out, struct aln_refusal *why, 
     return aln_refuse(why, ALN_ERR_ATTEST_KIND, "evidence kind '%.32s' is not named in the policy", kind);
   if (strcmp(kind, "local") == 0)
     return verify_local(out, why, &p->local, ev, ev_len, ctx);
+  if (strcmp(kind, ALN_CS_KIND) == 0)
+    return aln_cs_verify(out, why, ev, ev_len, &p->cs, ctx);
   return aln_refuse(why, ALN_ERR_ATTEST_KIND, "evidence kind '%.32s' is not verified by this build", kind);
 }

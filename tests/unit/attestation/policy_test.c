@@ -161,11 +161,118 @@ static void test_evidence_goes_to_its_kind_and_the_policy_decides(void **state) 
   aln_policy_free(prod);
 }
 
+/* ---- confidential-space -------------------------------------------------------- */
+
+#define OAK_DIGEST "sha256:313b8a83d3c8bfc9abcffee4f538424473e2705383a7e46f16d159faf0e5ef34"
+#define OAK_IAT 1750688551
+
+static const char *cs_data(const char *name) {
+  static char path[4096];
+  const char *file = __FILE__;
+  const char *cut = strstr(file, "tests/unit/attestation/");
+  assert_non_null(cut);
+  snprintf(path, sizeof(path), "%.*stests/data/attestation/confidential-space/%s", (int)(cut - file), file, name);
+  return path;
+}
+
+/* cs_policy writes a policy naming confidential-space with |debug| and |digest|. */
+static aln_status cs_policy(struct aln_policy **out, char err[ALN_POLICY_ERR_MAX], const char *debug,
+                            const char *digest, const char *extra) {
+  char yaml[2048];
+  snprintf(yaml, sizeof(yaml),
+           "version: 1\nkinds:\n  confidential-space:\n    audience: https://echo.oak.dev\n"
+           "    image_digests: [%s]\n    hwmodels: [GCP_AMD_SEV, GCP_INTEL_TDX]\n    allow_debug: %s\n%s",
+           digest, debug, extra);
+  return parse(yaml, err, out);
+}
+
+static void test_confidential_space_section(void **state) {
+  (void)state;
+  char err[ALN_POLICY_ERR_MAX], extra[600];
+  struct aln_policy *p = NULL;
+  assert_int_equal(cs_policy(&p, err, "true", OAK_DIGEST, ""), ALN_OK);
+  assert_true(aln_policy_names_kind(p, "confidential-space"));
+  assert_false(aln_policy_names_kind(p, "local"));
+  aln_policy_free(p);
+  snprintf(extra, sizeof(extra), "    root_pem_file: %.500s\n    support_attributes: [STABLE]\n",
+           cs_data("confidential_space_root.pem"));
+  assert_int_equal(cs_policy(&p, err, "false", OAK_DIGEST, extra), ALN_OK);
+  aln_policy_free(p);
+
+  refused("version: 1\nkinds:\n  confidential-space:\n    image_digests: [" OAK_DIGEST "]\n"
+          "    hwmodels: [GCP_AMD_SEV]\n",
+          ALN_ERR_USAGE, "kinds.confidential-space.audience is required");
+  refused("version: 1\nkinds:\n  confidential-space:\n    audience: a\n    image_digests: [sha256:ABC]\n"
+          "    hwmodels: [GCP_AMD_SEV]\n",
+          ALN_ERR_USAGE, "'sha256:ABC' is not sha256:<64 lowercase hex>");
+  refused("version: 1\nkinds:\n  confidential-space:\n    audience: a\n    image_digests: []\n"
+          "    hwmodels: [GCP_AMD_SEV]\n",
+          ALN_ERR_USAGE, "must list 1 to 64 entries");
+  refused("version: 1\nkinds:\n  confidential-space:\n    audience: a\n    image_digests: " OAK_DIGEST "\n"
+          "    hwmodels: [GCP_AMD_SEV]\n",
+          ALN_ERR_MALFORMED, "must be a list");
+  refused("version: 1\nkinds:\n  confidential-space:\n    audience: a\n    image_digests: [" OAK_DIGEST ", " OAK_DIGEST
+          "]\n    hwmodels: [GCP_AMD_SEV]\n",
+          ALN_ERR_USAGE, "twice");
+  refused("version: 1\nkinds:\n  confidential-space:\n    audience: a\n    image_digests: [" OAK_DIGEST "]\n"
+          "    hwmodels: [gcp amd]\n",
+          ALN_ERR_USAGE, "is not a hardware model name");
+  refused("version: 1\nkinds:\n  confidential-space:\n    audience: a\n    image_digests: [" OAK_DIGEST "]\n"
+          "    hwmodels: [GCP_AMD_SEV]\n    root_pem_file: /nonexistent.pem\n",
+          ALN_ERR_USAGE, "cannot open '/nonexistent.pem'");
+  refused("version: 1\nkinds:\n  confidential-space:\n    audience: a\n    image_digests: [" OAK_DIGEST "]\n"
+          "    hwmodels: [GCP_AMD_SEV]\n    root_pem_file: /etc/hostname\n",
+          ALN_ERR_USAGE, "root or JWKS is not usable");
+}
+
+/* The real Confidential Space token through the policy: accepted under a policy
+ * that allows its debug image and names its digest, refused otherwise. */
+static void test_confidential_space_token_through_the_policy(void **state) {
+  (void)state;
+  char err[ALN_POLICY_ERR_MAX];
+  struct aln_policy *p = NULL;
+  struct aln_claims c;
+  struct aln_refusal why;
+  FILE *f = fopen(cs_data("oak_cs_pki_amdsev_debug_2025-06-23.jwt"), "rb");
+  assert_non_null(f);
+  uint8_t tok[16384];
+  size_t len = fread(tok, 1, sizeof(tok), f);
+  fclose(f);
+  while (len > 0 && (tok[len - 1] == '\n' || tok[len - 1] == '\r'))
+    len--;
+  struct aln_verify_ctx ctx = {.now = OAK_IAT + 60, .max_skew_s = 60};
+
+  assert_int_equal(cs_policy(&p, err, "true", OAK_DIGEST, ""), ALN_OK);
+  assert_int_equal(aln_evidence_verify(&c, &why, p, "confidential-space", tok, len, &ctx), ALN_OK);
+  assert_string_equal(c.kind, "confidential-space");
+  assert_string_equal(c.measurement, OAK_DIGEST);
+  assert_int_equal(c.debug, 1);
+  assert_int_equal(c.nonce_checked, 0);
+  aln_claims_cleanup(&c);
+  aln_policy_free(p);
+
+  assert_int_equal(cs_policy(&p, err, "false", OAK_DIGEST, ""), ALN_OK);
+  assert_int_equal(aln_evidence_verify(&c, &why, p, "confidential-space", tok, len, &ctx), ALN_ERR_ATTEST_DEBUG);
+  aln_policy_free(p);
+  assert_int_equal(cs_policy(&p, err, "true",
+                             "sha256:"
+                             "00000000000000000000000000000000"
+                             "00000000000000000000000000000000",
+                             ""),
+                   ALN_OK);
+  assert_int_equal(aln_evidence_verify(&c, &why, p, "confidential-space", tok, len, &ctx), ALN_ERR_ATTEST_POLICY);
+  /* The policy names confidential-space only: the same token under "local" is refused by kind. */
+  assert_int_equal(aln_evidence_verify(&c, &why, p, "local", tok, len, &ctx), ALN_ERR_ATTEST_KIND);
+  aln_policy_free(p);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_accepts_a_local_policy),
       cmocka_unit_test(test_refuses_bad_files),
       cmocka_unit_test(test_evidence_goes_to_its_kind_and_the_policy_decides),
+      cmocka_unit_test(test_confidential_space_section),
+      cmocka_unit_test(test_confidential_space_token_through_the_policy),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
