@@ -18,6 +18,9 @@
 #include "attestation/cs.h"
 #include "attestation/jwt.h"
 #include "attestation/local.h"
+#include "attestation/snp.h"
+#include "attestation/tpm_quote.h"
+#include "proto/keyfile.h"
 
 #define POLICY_LIST_MAX 64        /* entries of any one list */
 #define POLICY_STR_MAX 1024       /* bytes of any one string */
@@ -29,6 +32,10 @@ struct aln_policy {
   int has_cs;
   struct aln_cs_policy cs;
   struct aln_jwt_keys *cs_keys; /* prepared once from cs.root_pem / cs.jwks_json */
+  int has_snp;
+  struct aln_snp_policy snp;
+  int has_tpm;
+  struct aln_tpm_policy tpm;
   /* Everything the kinds' structs point to, freed with the policy. */
   void **owned;
   size_t num_owned, cap_owned;
@@ -292,6 +299,40 @@ static aln_status get_file(struct walk *w, struct aln_policy *pol, const yaml_no
   return ALN_OK;
 }
 
+/* hex_into decodes the scalar |v| as exactly |len| bytes of hex into |out|. */
+static aln_status hex_into(struct walk *w, const yaml_node_t *v, const char *path, uint8_t *out, size_t len) {
+  ALN_GUARD(scalar_ok(w, v, path));
+  if (v->data.scalar.length != 2 * len || aln_hex_decode(out, len, scalar(v), 2 * len) != ALN_OK)
+    return say(w, v, ALN_ERR_USAGE, "%s: '%.40s...' is not %zu bytes of hex", path, scalar(v), len);
+  return ALN_OK;
+}
+
+/* get_hex_list reads |key| of |map| as a list of 1..POLICY_LIST_MAX hex strings of
+ * |len| bytes each, into one buffer of *num_out * |len| bytes owned by |pol|. */
+static aln_status get_hex_list(struct walk *w, struct aln_policy *pol, const yaml_node_t *map, const char *key,
+                               const char *path, size_t len, uint8_t **out, size_t *num_out) {
+  yaml_node_t *v = map_get(w, map, key);
+  if (v == NULL)
+    return say(w, map, ALN_ERR_USAGE, "%s.%s is required", path, key);
+  if (v->type != YAML_SEQUENCE_NODE)
+    return say(w, v, ALN_ERR_MALFORMED, "%s.%s must be a list", path, key);
+  size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+  if (n == 0 || n > POLICY_LIST_MAX)
+    return say(w, v, ALN_ERR_USAGE, "%s.%s must list 1 to %d entries", path, key, POLICY_LIST_MAX);
+  uint8_t *buf = calloc(n, len);
+  ALN_GUARD(own(pol, buf));
+  for (size_t i = 0; i < n; i++) {
+    yaml_node_t *item = node_at(w, v->data.sequence.items.start[i]);
+    ALN_GUARD(hex_into(w, item, path, buf + i * len, len));
+    for (size_t j = 0; j < i; j++)
+      if (memcmp(buf + j * len, buf + i * len, len) == 0)
+        return say(w, item, ALN_ERR_USAGE, "%s.%s lists a value twice", path, key);
+  }
+  *out = buf;
+  *num_out = n;
+  return ALN_OK;
+}
+
 static int is_image_digest(const char *s) {
   if (strncmp(s, "sha256:", 7) != 0 || strlen(s) != 7 + 64)
     return 0;
@@ -349,6 +390,121 @@ static aln_status parse_cs(struct walk *w, const yaml_node_t *sec, struct aln_po
   return ALN_OK;
 }
 
+/*   sev-snp:
+ *     product: Milan                 # Milan, Genoa or Turin: whose pinned AMD roots anchor the chain
+ *     measurements: [<96 hex>, ...]  # the launch measurements allowed
+ *     min_tcb: {bootloader: 2, tee: 0, snp: 5, microcode: 68, fmc: 0}   # each at least (fmc: Turin)
+ *     allow_debug: false
+ *     vmpl: [0]                      # the VMPLs allowed (default: 0 only)
+ *     roots_pem_file: FILE           # AMD ARK/ASK to use instead of the pinned ones */
+static aln_status parse_snp(struct walk *w, const yaml_node_t *sec, struct aln_policy *p) {
+  static const char *const known[] = {"product", "measurements",   "min_tcb", "allow_debug",
+                                      "vmpl",    "roots_pem_file", NULL};
+  static const char *const tcb_known[] = {"bootloader", "tee", "snp", "microcode", "fmc", NULL};
+  const char *path = "kinds.sev-snp", *product = NULL;
+  uint8_t *m = NULL;
+  ALN_GUARD(check_map(w, sec, path, known));
+  ALN_GUARD(get_str(w, p, sec, "product", path, 1, &product));
+  if (aln_snp_product_from_name(&p->snp.product, product) != ALN_OK)
+    return say(w, map_get(w, sec, "product"), ALN_ERR_USAGE, "%s.product must be Milan, Genoa or Turin", path);
+  ALN_GUARD(get_hex_list(w, p, sec, "measurements", path, ALN_SNP_MEASUREMENT_LEN, &m, &p->snp.num_measurements));
+  p->snp.measurements = (const uint8_t(*)[ALN_SNP_MEASUREMENT_LEN])m;
+  yaml_node_t *tcb = map_get(w, sec, "min_tcb");
+  if (tcb != NULL) {
+    uint64_t v[5] = {0};
+    ALN_GUARD(check_map(w, tcb, "kinds.sev-snp.min_tcb", tcb_known));
+    for (int i = 0; i < 5; i++)
+      ALN_GUARD(get_uint(w, tcb, tcb_known[i], "kinds.sev-snp.min_tcb", 255, &v[i]));
+    p->snp.min_tcb = (struct aln_snp_tcb){.bootloader = (uint8_t)v[0],
+                                          .tee = (uint8_t)v[1],
+                                          .snp = (uint8_t)v[2],
+                                          .microcode = (uint8_t)v[3],
+                                          .fmc = (uint8_t)v[4]};
+  }
+  ALN_GUARD(get_bool(w, sec, "allow_debug", path, &p->snp.allow_debug));
+  yaml_node_t *vmpl = map_get(w, sec, "vmpl");
+  if (vmpl != NULL) {
+    if (vmpl->type != YAML_SEQUENCE_NODE || vmpl->data.sequence.items.top == vmpl->data.sequence.items.start)
+      return say(w, vmpl, ALN_ERR_USAGE, "%s.vmpl must be a non-empty list of 0..3", path);
+    for (yaml_node_item_t *it = vmpl->data.sequence.items.start; it < vmpl->data.sequence.items.top; it++) {
+      yaml_node_t *item = node_at(w, *it);
+      ALN_GUARD(scalar_ok(w, item, path));
+      const char *s = scalar(item);
+      if (s[0] < '0' || s[0] > '3' || s[1] != '\0')
+        return say(w, item, ALN_ERR_USAGE, "%s.vmpl entries must be 0, 1, 2 or 3", path);
+      p->snp.vmpl_mask |= 1u << (s[0] - '0');
+    }
+  }
+  ALN_GUARD(get_file(w, p, sec, "roots_pem_file", path, &p->snp.roots_pem));
+  p->has_snp = 1;
+  return ALN_OK;
+}
+
+/*   tpm:
+ *     ak_names: [<68 hex>, ...]      # the enrolled attestation keys (TPM names, SHA-256)
+ *     pcrs:                          # each quoted PCR named here must hold an allowed value
+ *       - {bank: sha256, index: 7, values: [<64 hex>, ...]} */
+static aln_status parse_tpm(struct walk *w, const yaml_node_t *sec, struct aln_policy *p) {
+  static const char *const known[] = {"ak_names", "pcrs", NULL};
+  static const char *const pcr_known[] = {"bank", "index", "values", NULL};
+  const char *path = "kinds.tpm";
+  uint8_t *names = NULL;
+  size_t num_names = 0;
+  ALN_GUARD(check_map(w, sec, path, known));
+  ALN_GUARD(get_hex_list(w, p, sec, "ak_names", path, 34, &names, &num_names));
+  TPM2B_NAME *ak = calloc(num_names, sizeof(*ak));
+  ALN_GUARD(own(p, ak));
+  for (size_t i = 0; i < num_names; i++) {
+    ak[i].size = 34;
+    memcpy(ak[i].name, names + 34 * i, 34);
+  }
+  p->tpm.ak_names = ak;
+  p->tpm.num_ak_names = num_names;
+  yaml_node_t *pcrs = map_get(w, sec, "pcrs");
+  if (pcrs == NULL || pcrs->type != YAML_SEQUENCE_NODE ||
+      pcrs->data.sequence.items.top == pcrs->data.sequence.items.start)
+    return say(w, pcrs != NULL ? pcrs : sec, ALN_ERR_USAGE, "%s.pcrs must list at least one PCR", path);
+  size_t n = (size_t)(pcrs->data.sequence.items.top - pcrs->data.sequence.items.start);
+  if (n > ALN_TPM_PCR_VALUES_MAX)
+    return say(w, pcrs, ALN_ERR_USAGE, "%s.pcrs lists too many PCRs", path);
+  struct aln_tpm_pcr_ref *refs = calloc(n, sizeof(*refs));
+  ALN_GUARD(own(p, refs));
+  for (size_t i = 0; i < n; i++) {
+    yaml_node_t *e = node_at(w, pcrs->data.sequence.items.start[i]);
+    const char *bank = NULL;
+    uint64_t index = 0;
+    size_t dlen;
+    uint8_t *vals = NULL;
+    ALN_GUARD(check_map(w, e, "kinds.tpm.pcrs[]", pcr_known));
+    ALN_GUARD(get_str(w, p, e, "bank", "kinds.tpm.pcrs[]", 1, &bank));
+    if (strcmp(bank, "sha256") == 0) {
+      refs[i].bank = TPM2_ALG_SHA256;
+      dlen = 32;
+    } else if (strcmp(bank, "sha384") == 0) {
+      refs[i].bank = TPM2_ALG_SHA384;
+      dlen = 48;
+    } else if (strcmp(bank, "sha1") == 0) {
+      refs[i].bank = TPM2_ALG_SHA1;
+      dlen = 20;
+    } else {
+      return say(w, map_get(w, e, "bank"), ALN_ERR_USAGE, "kinds.tpm.pcrs[].bank must be sha1, sha256 or sha384");
+    }
+    if (map_get(w, e, "index") == NULL)
+      return say(w, e, ALN_ERR_USAGE, "kinds.tpm.pcrs[].index is required");
+    ALN_GUARD(get_uint(w, e, "index", "kinds.tpm.pcrs[]", ALN_TPM_PCR_INDEX_MAX, &index));
+    for (size_t j = 0; j < i; j++)
+      if (refs[j].bank == refs[i].bank && refs[j].index == index)
+        return say(w, e, ALN_ERR_USAGE, "kinds.tpm.pcrs names %s:%u twice", bank, (unsigned)index);
+    refs[i].index = (uint8_t)index;
+    ALN_GUARD(get_hex_list(w, p, e, "values", "kinds.tpm.pcrs[]", dlen, &vals, &refs[i].num_values));
+    refs[i].values = vals;
+  }
+  p->tpm.pcrs = refs;
+  p->tpm.num_pcrs = n;
+  p->has_tpm = 1;
+  return ALN_OK;
+}
+
 struct kind_entry {
   const char *name;
   aln_status (*parse)(struct walk *w, const yaml_node_t *sec, struct aln_policy *p); /* NULL: not built */
@@ -357,7 +513,8 @@ struct kind_entry {
 /* Every kind the contract names; those whose verifier this build lacks are refused
  * by name, so a policy written for a newer build fails loudly, not open. */
 static const struct kind_entry kinds[] = {
-    {"local", parse_local}, {"tpm", NULL}, {"sev-snp", NULL}, {"confidential-space", parse_cs}, {"aws-nitro", NULL},
+    {"local", parse_local},           {"tpm", parse_tpm},  {"sev-snp", parse_snp},
+    {"confidential-space", parse_cs}, {"aws-nitro", NULL},
 };
 
 static aln_status parse_root(struct walk *w, struct aln_policy *p) {
@@ -497,6 +654,10 @@ int aln_policy_names_kind(const struct aln_policy *p, const char *kind) {
     return p->has_local;
   if (strcmp(kind, ALN_CS_KIND) == 0)
     return p->has_cs;
+  if (strcmp(kind, "sev-snp") == 0)
+    return p->has_snp;
+  if (strcmp(kind, ALN_TPM_QUOTE_KIND) == 0)
+    return p->has_tpm;
   return 0;
 }
 
@@ -548,5 +709,9 @@ aln_status aln_evidence_verify(struct aln_claims *out, struct aln_refusal *why, 
     return verify_local(out, why, &p->local, ev, ev_len, ctx);
   if (strcmp(kind, ALN_CS_KIND) == 0)
     return aln_cs_verify(out, why, ev, ev_len, &p->cs, ctx);
+  if (strcmp(kind, "sev-snp") == 0)
+    return aln_snp_verify(out, why, ev, ev_len, &p->snp, ctx);
+  if (strcmp(kind, ALN_TPM_QUOTE_KIND) == 0)
+    return aln_tpm_quote_verify(out, why, ev, ev_len, &p->tpm, ctx);
   return aln_refuse(why, ALN_ERR_ATTEST_KIND, "evidence kind '%.32s' is not verified by this build", kind);
 }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <openssl/evp.h>
@@ -266,6 +267,134 @@ static void test_confidential_space_token_through_the_policy(void **state) {
   aln_policy_free(p);
 }
 
+/* ---- sev-snp and tpm ------------------------------------------------------------- */
+
+#define MILAN_MEASUREMENT                                                                                              \
+  "b07af9620f3b839b47996422ddec6058338951d984e312115131ea82705eaf5b6bdf8a9ece31a5a608eb0cf2e4872b01"
+
+static const char *data(const char *sub) {
+  static char path[4096];
+  const char *file = __FILE__;
+  const char *cut = strstr(file, "tests/unit/attestation/");
+  assert_non_null(cut);
+  snprintf(path, sizeof(path), "%.*stests/%s", (int)(cut - file), file, sub);
+  return path;
+}
+
+static uint8_t *slurp_bin(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  assert_non_null(f);
+  uint8_t *buf = malloc(1 << 16);
+  assert_non_null(buf);
+  *len = fread(buf, 1, 1 << 16, f);
+  fclose(f);
+  return buf;
+}
+
+static void test_snp_and_tpm_sections(void **state) {
+  (void)state;
+  char err[ALN_POLICY_ERR_MAX];
+  struct aln_policy *p = NULL;
+  assert_int_equal(parse("version: 1\nkinds:\n  sev-snp:\n    product: Milan\n    measurements: [" MILAN_MEASUREMENT
+                         "]\n    min_tcb: {bootloader: 2, tee: 0, snp: 5, microcode: 68}\n    vmpl: [0, 1]\n"
+                         "  tpm:\n    ak_names: [000b"
+                         "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff]\n"
+                         "    pcrs:\n      - {bank: sha256, index: 7, values: ["
+                         "0000000000000000000000000000000000000000000000000000000000000000]}\n",
+                         err, &p),
+                   ALN_OK);
+  assert_true(aln_policy_names_kind(p, "sev-snp"));
+  assert_true(aln_policy_names_kind(p, "tpm"));
+  aln_policy_free(p);
+
+  refused("version: 1\nkinds:\n  sev-snp:\n    product: Naples\n    measurements: [" MILAN_MEASUREMENT "]\n",
+          ALN_ERR_USAGE, "product must be Milan, Genoa or Turin");
+  refused("version: 1\nkinds:\n  sev-snp:\n    product: Milan\n    measurements: [b07a]\n", ALN_ERR_USAGE,
+          "is not 48 bytes of hex");
+  refused("version: 1\nkinds:\n  sev-snp:\n    product: Milan\n", ALN_ERR_USAGE, "measurements is required");
+  refused("version: 1\nkinds:\n  sev-snp:\n    product: Milan\n    measurements: [" MILAN_MEASUREMENT
+          "]\n    min_tcb: {snp: 256}\n",
+          ALN_ERR_USAGE, "whole number from 0 to 255");
+  refused("version: 1\nkinds:\n  sev-snp:\n    product: Milan\n    measurements: [" MILAN_MEASUREMENT
+          "]\n    vmpl: [4]\n",
+          ALN_ERR_USAGE, "must be 0, 1, 2 or 3");
+  refused("version: 1\nkinds:\n  tpm:\n    ak_names: [00]\n    pcrs: [{bank: sha256, index: 7, values: [00]}]\n",
+          ALN_ERR_USAGE, "is not 34 bytes of hex");
+  refused("version: 1\nkinds:\n  tpm:\n    ak_names: "
+          "[000b00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff]\n",
+          ALN_ERR_USAGE, "pcrs must list at least one PCR");
+  refused("version: 1\nkinds:\n  tpm:\n    ak_names: "
+          "[000b00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff]\n"
+          "    pcrs: [{bank: md5, index: 7, values: [00]}]\n",
+          ALN_ERR_USAGE, "bank must be sha1, sha256 or sha384");
+  refused("version: 1\nkinds:\n  tpm:\n    ak_names: "
+          "[000b00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff]\n"
+          "    pcrs: [{bank: sha256, index: 32, values: [00]}]\n",
+          ALN_ERR_USAGE, "whole number from 0 to 31");
+}
+
+/* The real Milan report through the policy (its VCEK in a certificate directory, as
+ * `aileron evidence verify --certs DIR` passes it), and a real swtpm quote refused
+ * through the policy for an AK the policy does not enroll. */
+static void test_snp_and_tpm_evidence_through_the_policy(void **state) {
+  (void)state;
+  char err[ALN_POLICY_ERR_MAX], dir[] = "/tmp/aln-policy-certs-XXXXXX", vcek[128];
+  struct aln_policy *p = NULL;
+  struct aln_claims c;
+  struct aln_refusal why;
+  size_t len = 0, vlen = 0;
+  uint8_t *report = slurp_bin(data("data/attestation/sev-snp/gosevguest_milan_report.bin"), &len);
+  uint8_t *cert = slurp_bin(data("data/attestation/sev-snp/gosevguest_milan_vcek.der"), &vlen);
+  assert_non_null(mkdtemp(dir));
+  snprintf(vcek, sizeof(vcek), "%s/vcek.der", dir);
+  FILE *f = fopen(vcek, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(cert, 1, vlen, f), vlen);
+  fclose(f);
+  static const uint8_t nonce[5] = {1, 2, 3, 4, 5};
+  struct aln_verify_ctx ctx = {.nonce = nonce, .nonce_len = 5, .now = 1700000000, .certs_dir = dir};
+  assert_int_equal(parse("version: 1\nkinds:\n  sev-snp:\n    product: Milan\n    measurements: [" MILAN_MEASUREMENT
+                         "]\n    min_tcb: {bootloader: 2, tee: 0, snp: 5, microcode: 68}\n    allow_debug: true\n",
+                         err, &p),
+                   ALN_OK);
+  assert_int_equal(aln_evidence_verify(&c, &why, p, "sev-snp", report, len, &ctx), ALN_OK);
+  assert_string_equal(c.kind, "sev-snp");
+  assert_string_equal(c.measurement, MILAN_MEASUREMENT);
+  assert_int_equal(c.debug, 1); /* the sample's guest policy 0xb0000 has DEBUG (bit 19) set */
+  aln_claims_cleanup(&c);
+  aln_policy_free(p);
+  /* ... so a production policy refuses it. */
+  assert_int_equal(parse("version: 1\nkinds:\n  sev-snp:\n    product: Milan\n    measurements: [" MILAN_MEASUREMENT
+                         "]\n",
+                         err, &p),
+                   ALN_OK);
+  assert_int_equal(aln_evidence_verify(&c, &why, p, "sev-snp", report, len, &ctx), ALN_ERR_ATTEST_DEBUG);
+  aln_policy_free(p);
+  /* The same report under a policy wanting a newer SNP firmware. */
+  assert_int_equal(parse("version: 1\nkinds:\n  sev-snp:\n    product: Milan\n    measurements: [" MILAN_MEASUREMENT
+                         "]\n    min_tcb: {snp: 6}\n    allow_debug: true\n",
+                         err, &p),
+                   ALN_OK);
+  assert_int_equal(aln_evidence_verify(&c, &why, p, "sev-snp", report, len, &ctx), ALN_ERR_ATTEST_POLICY);
+  aln_policy_free(p);
+  unlink(vcek);
+  rmdir(dir);
+  free(cert);
+  free(report);
+
+  uint8_t *quote = slurp_bin(data("fuzz/corpus/tpm_attest/tpm2-quote-ecdsa"), &len);
+  assert_int_equal(parse("version: 1\nkinds:\n  tpm:\n    ak_names: [000b00112233445566778899aabbccddeeff00112233"
+                         "445566778899aabbccddeeff]\n    pcrs: [{bank: sha256, index: 16, values: ["
+                         "0000000000000000000000000000000000000000000000000000000000000000]}]\n",
+                         err, &p),
+                   ALN_OK);
+  ctx = (struct aln_verify_ctx){.now = 1700000000};
+  assert_int_equal(aln_evidence_verify(&c, &why, p, "tpm", quote, len, &ctx), ALN_ERR_ATTEST_CHAIN);
+  assert_non_null(strstr(why.why, "is not enrolled in the policy"));
+  aln_policy_free(p);
+  free(quote);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_accepts_a_local_policy),
@@ -273,6 +402,8 @@ int main(void) {
       cmocka_unit_test(test_evidence_goes_to_its_kind_and_the_policy_decides),
       cmocka_unit_test(test_confidential_space_section),
       cmocka_unit_test(test_confidential_space_token_through_the_policy),
+      cmocka_unit_test(test_snp_and_tpm_sections),
+      cmocka_unit_test(test_snp_and_tpm_evidence_through_the_policy),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
