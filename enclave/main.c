@@ -8,12 +8,15 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "attestation/tpm_quote.h"
 #include "enclave/epoch.h"
 #include "enclave/escrow.h"
 #include "enclave/kek_rotate.h"
 #include "enclave/provider.h"
+#include "enclave/provider_tpm.h"
 #include "enclave/recovery.h"
 #include "enclave/server.h"
+#include "enclave/tpm_attest.h"
 #include "enclave/upstream.h"
 #include "proto/keyfile.h"
 #include "proto/secmem.h"
@@ -22,20 +25,23 @@
 #define DEFAULT_LISTEN "127.0.0.1:7400"
 
 static void usage(void) {
-  fprintf(stderr, "usage: aileron-enclave [serve] --data-dir DIR [--listen HOST:PORT]\n"
-                  "       aileron-enclave host enroll CERT-OR-PUBKEY.pem [--label LABEL] --data-dir DIR\n"
-                  "       aileron-enclave host remove SPKI-SHA256-HEX --data-dir DIR\n"
-                  "       aileron-enclave host list --data-dir DIR\n"
-                  "       aileron-enclave kek export-recovery --to OPERATOR-PUBKEY.pem --out FILE --data-dir DIR\n"
-                  "       aileron-enclave kek import-recovery FILE --key OPERATOR-PRIVKEY.pem --data-dir DIR\n"
-                  "       aileron-enclave kek rotate --data-dir DIR   (with the enclave stopped)\n"
-                  "environment: AILERON_TEE_PROVIDER=local|tpm (required; confidential-space to come)\n"
-                  "             tpm: AILERON_TPM_TCTI (e.g. device:/dev/tpmrm0), AILERON_TPM_PCRS (default "
-                  "sha256:7)\n"
-                  "             tpm: AILERON_TPM_NV_INDEX, the rollback counter (default 0x01a1e000)\n"
-                  "             AILERON_EPOCH_FILE: rollback-protection state, outside the data dir (required;\n"
-                  "             AILERON_ACCEPT_ROLLBACK_RISK=1 accepts a missing file or counter once)\n"
-                  "             AILERON_ACCEPT_EDITED_STATE=1 vouches once for an escrow edited outside the enclave\n");
+  fprintf(stderr,
+          "usage: aileron-enclave [serve] --data-dir DIR [--listen HOST:PORT]\n"
+          "       aileron-enclave host enroll CERT-OR-PUBKEY.pem [--label LABEL] --data-dir DIR\n"
+          "       aileron-enclave host remove SPKI-SHA256-HEX --data-dir DIR\n"
+          "       aileron-enclave host list --data-dir DIR\n"
+          "       aileron-enclave kek export-recovery --to OPERATOR-PUBKEY.pem --out FILE --data-dir DIR\n"
+          "       aileron-enclave kek import-recovery FILE --key OPERATOR-PRIVKEY.pem --data-dir DIR\n"
+          "       aileron-enclave kek rotate --data-dir DIR   (with the enclave stopped)\n"
+          "       aileron-enclave tpm policy --data-dir DIR   (the host policy's tpm section, as measured now)\n"
+          "environment: AILERON_TEE_PROVIDER=local|tpm (required; confidential-space to come)\n"
+          "             tpm: AILERON_TPM_TCTI (e.g. device:/dev/tpmrm0), AILERON_TPM_PCRS (default "
+          "sha256:7)\n"
+          "             tpm: AILERON_TPM_NV_INDEX, the rollback counter (default 0x01a1e000);\n"
+          "             AILERON_TPM_QUOTE_PCRS, the PCRs quoted (default: AILERON_TPM_PCRS)\n"
+          "             AILERON_EPOCH_FILE: rollback-protection state, outside the data dir (required;\n"
+          "             AILERON_ACCEPT_ROLLBACK_RISK=1 accepts a missing file or counter once)\n"
+          "             AILERON_ACCEPT_EDITED_STATE=1 vouches once for an escrow edited outside the enclave\n");
 }
 
 static int fail(const char *what, aln_status st) {
@@ -247,7 +253,7 @@ static int cmd_serve(const char *data_dir, const char *listen) {
   pthread_sigmask(SIG_BLOCK, &set, NULL); /* before any thread starts */
   signal(SIGPIPE, SIG_IGN);
   int sfd = signalfd(-1, &set, SFD_CLOEXEC);
-  struct aln_server_config cfg = {.listen = listen, .provider = prov, .escrow = esc};
+  struct aln_server_config cfg = {.listen = listen, .provider = prov, .escrow = esc, .data_dir = data_dir};
   st = aln_server_new(&srv, &cfg);
   if (st != ALN_OK || sfd < 0) {
     rc = fail("starting the server", st != ALN_OK ? st : ALN_ERR_INTERNAL);
@@ -417,6 +423,79 @@ static int cmd_kek(int argc, char **argv) {
   return usage(), 2;
 }
 
+static const char *bank_name(TPMI_ALG_HASH alg) {
+  switch (alg) {
+  case TPM2_ALG_SHA1:
+    return "sha1";
+  case TPM2_ALG_SHA256:
+    return "sha256";
+  case TPM2_ALG_SHA384:
+    return "sha384";
+  case TPM2_ALG_SHA512:
+    return "sha512";
+  default:
+    return NULL;
+  }
+}
+
+static void print_hex(const uint8_t *p, size_t len) {
+  for (size_t i = 0; i < len; i++)
+    printf("%02x", p[i]);
+}
+
+/* cmd_tpm_policy prints the `tpm:` section of a host appraisal policy for this
+ * enclave: the name of its attestation key (created if needed) and the values its
+ * quoted PCRs hold now, read from a quote. The operator checks them against what
+ * the platform should measure before trusting them: they are what the TPM says
+ * today, not a proof that today's state is good. */
+static int cmd_tpm_policy(const char *data_dir) {
+  const char *name = getenv("AILERON_TEE_PROVIDER");
+  if (name == NULL || strcmp(name, "tpm") != 0) {
+    fprintf(stderr, "aileron-enclave: tpm policy needs AILERON_TEE_PROVIDER=tpm (and AILERON_TPM_TCTI)\n");
+    return 2;
+  }
+  TPML_PCR_SELECTION sel;
+  const char *spec = getenv("AILERON_TPM_QUOTE_PCRS");
+  if (spec == NULL || spec[0] == '\0')
+    spec = getenv("AILERON_TPM_PCRS");
+  aln_status st = aln_tpm_pcrs_parse(&sel, spec != NULL && spec[0] != '\0' ? spec : ALN_TPM_PCRS_DEFAULT);
+  if (st != ALN_OK)
+    return fail("AILERON_TPM_QUOTE_PCRS", st);
+  static const uint8_t zero[ALN_BINDING_LEN] = {0};
+  uint8_t *ev = NULL;
+  size_t ev_len = 0;
+  struct aln_tpm_quote *q = calloc(1, sizeof(*q));
+  TPM2B_NAME ak;
+  if (q == NULL)
+    return fail("memory", ALN_ERR_NOMEM);
+  if ((st = aln_private_dir_ensure(data_dir)) != ALN_OK ||
+      (st = aln_tpm_quote_make(data_dir, &ev, &ev_len, zero, &sel)) != ALN_OK ||
+      (st = aln_tpm_quote_decode(q, ev, ev_len)) != ALN_OK || (st = aln_tpm_name(&ak, &q->ak)) != ALN_OK) {
+    free(ev);
+    free(q);
+    return fail("quoting", st);
+  }
+  printf("  # made by aileron-enclave tpm policy: check these values against what the platform should measure\n"
+         "  tpm:\n    ak_names: [");
+  print_hex(ak.name, ak.size);
+  printf("]\n    pcrs:\n");
+  size_t v = 0;
+  for (UINT32 b = 0; b < sel.count; b++) {
+    const TPMS_PCR_SELECTION *ps = &sel.pcrSelections[b];
+    for (unsigned idx = 0; idx < 8u * ps->sizeofSelect && v < q->num_pcr_values; idx++) {
+      if (!(ps->pcrSelect[idx / 8] & (1u << (idx % 8))))
+        continue;
+      printf("      - {bank: %s, index: %u, values: [", bank_name(ps->hash), idx);
+      print_hex(q->pcr_values[v].buffer, q->pcr_values[v].size);
+      printf("]}\n");
+      v++;
+    }
+  }
+  free(ev);
+  free(q);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (aln_process_harden() != ALN_OK) {
     fprintf(stderr, "aileron-enclave: cannot disable core dumps\n");
@@ -467,6 +546,8 @@ int main(int argc, char **argv) {
     return nwords <= 1 ? cmd_serve(data_dir, listen) : (usage(), 2);
   if (strcmp(words[0], "host") == 0)
     return cmd_host(nwords - 1, words + 1, data_dir, label);
+  if (strcmp(words[0], "tpm") == 0 && nwords == 2 && strcmp(words[1], "policy") == 0)
+    return cmd_tpm_policy(data_dir);
   usage();
   return 2;
 }

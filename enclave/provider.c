@@ -13,6 +13,7 @@
 
 #include "attestation/local.h"
 #include "enclave/provider_tpm.h"
+#include "enclave/tpm_attest.h"
 #include "enclave/tpm_counter.h"
 #include "proto/keyfile.h"
 
@@ -61,9 +62,24 @@ aln_status aln_local_kek_read(struct aln_secret *out, const char *data_dir, cons
   return ALN_OK;
 }
 
-static aln_status local_evidence(uint8_t **out, size_t *out_len, EVP_PKEY *sign_key,
+static aln_status local_evidence(uint8_t **out, size_t *out_len, const char *data_dir, EVP_PKEY *sign_key,
                                  const uint8_t binding[ALN_BINDING_LEN]) {
+  (void)data_dir;
   return aln_local_evidence_make(out, out_len, sign_key, binding, (int64_t)time(NULL));
+}
+
+/* tpm_evidence quotes AILERON_TPM_QUOTE_PCRS (default: AILERON_TPM_PCRS, else
+ * sha256:7) with the AK of the data dir and the binding as qualifying data. The
+ * signing key is in the binding, so the quote vouches for it too. */
+static aln_status tpm_evidence(uint8_t **out, size_t *out_len, const char *data_dir, EVP_PKEY *sign_key,
+                               const uint8_t binding[ALN_BINDING_LEN]) {
+  (void)sign_key;
+  TPML_PCR_SELECTION sel;
+  const char *spec = getenv("AILERON_TPM_QUOTE_PCRS");
+  if (spec == NULL || spec[0] == '\0')
+    spec = getenv("AILERON_TPM_PCRS");
+  ALN_GUARD(aln_tpm_pcrs_parse(&sel, spec != NULL && spec[0] != '\0' ? spec : ALN_TPM_PCRS_DEFAULT));
+  return aln_tpm_quote_make(data_dir, out, out_len, binding, &sel);
 }
 
 static const struct aln_provider providers[] = {
@@ -74,15 +90,14 @@ static const struct aln_provider providers[] = {
      .kek_install = aln_local_kek_install,
      .kek_read = aln_local_kek_read,
      .evidence = local_evidence},
-    /* Until TPM quotes exist (attestation issue) the tpm provider signs the same
-     * debug-marked local evidence: the host accepts it only in --dev. */
+    /* TPM2 quotes by an attestation key of this TPM (enclave/tpm_attest.h). */
     {.name = "tpm",
-     .evidence_kind = "local",
+     .evidence_kind = "tpm",
      .kek_load = aln_tpm_kek_load,
      .kek_file = "kek.tpm",
      .kek_install = aln_tpm_kek_install,
      .kek_read = aln_tpm_kek_read,
-     .evidence = local_evidence,
+     .evidence = tpm_evidence,
      .counter_new = aln_tpm_counter_new},
 };
 

@@ -32,9 +32,11 @@ struct aln_provider {
   /* kek_read loads the KEK kek_install stored in |file| (never creates one):
    * ALN_ERR_NOT_FOUND if it is not there. */
   aln_status (*kek_read)(struct aln_secret *out, const char *data_dir, const char *file);
-  /* evidence produces evidence for |binding| signed/anchored as the kind requires;
+  /* evidence produces evidence for |binding| signed/anchored as the kind requires
+   * (|data_dir| holds what the kind keeps, such as the TPM's attestation key);
    * *out is freed by the caller with free(). */
-  aln_status (*evidence)(uint8_t **out, size_t *out_len, EVP_PKEY *sign_key, const uint8_t binding[ALN_BINDING_LEN]);
+  aln_status (*evidence)(uint8_t **out, size_t *out_len, const char *data_dir, EVP_PKEY *sign_key,
+                         const uint8_t binding[ALN_BINDING_LEN]);
   /* counter_new, if the provider has a monotonic counter that no restore of files
    * can lower, returns it for the rollback check (aln_epoch_counter_guard); NULL if
    * it has none, and the epoch file alone guards against rollback. */

@@ -21,6 +21,7 @@
 #include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,13 +282,20 @@ static aln_status start_session(struct tpm *t, TPM2_SE type, TPMA_SESSION crypt)
 
 /* ---- the connection, for other TPM users of the enclave (enclave/tpm_counter.c) -- */
 
+/* A TPM (swtpm, or /dev/tpm0 without the resource manager) serves one client at a
+ * time: the enclave's own users (quotes for concurrent Attests, the rollback
+ * counter after commits) take turns, a connection each. */
+static pthread_mutex_t conn_mu = PTHREAD_MUTEX_INITIALIZER;
+
 aln_status aln_tpm_conn_open(struct aln_tpm_conn *c) {
   struct tpm t;
   ALN_ENSURE(c != NULL, ALN_ERR_USAGE);
   *c = (struct aln_tpm_conn){.primary = ESYS_TR_NONE};
+  pthread_mutex_lock(&conn_mu);
   aln_status st = tpm_open(&t);
   if (st != ALN_OK) {
     tpm_close(&t);
+    pthread_mutex_unlock(&conn_mu);
     return st;
   }
   *c = (struct aln_tpm_conn){.tcti = t.tcti, .esys = t.esys, .primary = t.primary};
@@ -309,10 +317,13 @@ aln_status aln_tpm_conn_session(struct aln_tpm_conn *c, ESYS_TR *out, TPMA_SESSI
 void aln_tpm_conn_close(struct aln_tpm_conn *c) {
   if (c == NULL)
     return;
+  if (c->esys == NULL && c->tcti == NULL)
+    return; /* never opened, or closed already: the turn is not ours */
   struct tpm t = {
       .tcti = c->tcti, .esys = c->esys, .primary = c->primary, .sealed = ESYS_TR_NONE, .session = ESYS_TR_NONE};
   tpm_close(&t);
   *c = (struct aln_tpm_conn){.primary = ESYS_TR_NONE};
+  pthread_mutex_unlock(&conn_mu);
 }
 
 static void end_session(struct tpm *t) {

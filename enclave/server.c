@@ -52,6 +52,7 @@ struct aln_server {
   int listen_fd;
   int port;
   const struct aln_provider *provider;
+  const char *data_dir;
   struct aln_escrow *escrow;
   pthread_mutex_t mu;
   struct conn conns[ALN_SERVER_MAX_CONNS];
@@ -183,7 +184,7 @@ static aln_status handle_attest(struct conn *c, const Aileron__V1__Request *req)
                                 sizeof(c->srv->sign_pub)));
   uint8_t *ev = NULL;
   size_t ev_len = 0;
-  ALN_GUARD(c->srv->provider->evidence(&ev, &ev_len, c->srv->sign_key, binding));
+  ALN_GUARD(c->srv->provider->evidence(&ev, &ev_len, c->srv->data_dir, c->srv->sign_key, binding));
   Aileron__V1__AttestResponse ar = AILERON__V1__ATTEST_RESPONSE__INIT;
   ar.evidence_kind = (char *)c->srv->provider->evidence_kind;
   ar.evidence.data = ev;
@@ -591,6 +592,7 @@ aln_status aln_server_new(struct aln_server **out, const struct aln_server_confi
   srv->listen_fd = -1;
   pthread_mutex_init(&srv->mu, NULL);
   srv->provider = cfg->provider;
+  srv->data_dir = cfg->data_dir;
   srv->escrow = cfg->escrow;
 
   ALN_GUARD_GOTO(st, aln_tls_identity_generate(&tls_key, &tls_cert, "aileron-enclave", 1), out);

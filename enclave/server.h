@@ -20,6 +20,7 @@ struct aln_server_config {
   const char *listen;                  /* "127.0.0.1:7400" or "[::1]:7400" */
   const struct aln_provider *provider; /* evidence producer */
   struct aln_escrow *escrow;           /* borrowed */
+  const char *data_dir;                /* the provider's files (borrowed) */
 };
 
 /* aln_server_new makes the enclave's ephemeral TLS identity and Ed25519 signing key

@@ -163,12 +163,25 @@ class Stack:
         wait_for(lambda: "listening on" in self.enclave.text(), what="enclave")
         self.enclave_port = int(re.search(r"port (\d+)", self.enclave.text()).group(1))
         self.socket = f"{self.host_dir}/aileron.sock"
+        # A TPM-backed enclave proves itself with quotes: the host trusts its AK and
+        # today's PCR values, as an operator would after checking them.
+        self.policy = self.tpm_policy() if provider == "tpm" else None
         self.start_daemon(dev)
 
+    def tpm_policy(self):
+        """Writes the host policy for the tpm enclave (`aileron-enclave tpm policy`)."""
+        out = run([ENCLAVE_BIN, "tpm", "policy", "--data-dir", self.enclave_dir], env=self.enclave_env).stdout
+        path = f"{self.dir}/tpm-policy.yaml"
+        with open(path, "wb") as f:
+            f.write(b"version: 1\nkinds:\n" + out)
+        return path
+
     def start_daemon(self, dev=True, policy=None):
-        """--dev, or --policy |policy| (a YAML path) when given."""
+        """--policy |policy| (a YAML path; by default the stack's own policy, for a tpm
+        enclave), else --dev."""
         argv = [HOST_BIN, "daemon", "--state-dir", self.host_dir, "--socket", self.socket,
                 "--enclave", f"127.0.0.1:{self.enclave_port}"]
+        policy = policy if policy is not None else getattr(self, "policy", None)
         argv += ["--policy", policy] if policy is not None else (["--dev"] if dev else [])
         self.daemon = self._start(argv, f"daemon-{len(self.procs)}.log")
         wait_for(lambda: os.path.exists(self.socket) and "listening" in self.daemon.text(), what="host daemon")

@@ -198,7 +198,7 @@ class TpmKekRecovery(unittest.TestCase):
         self.assertEqual(s.enclave.stop(), 0)
         os.mkdir(new, 0o700)
         for fn in os.listdir(old):
-            if fn != "kek.tpm":
+            if fn not in ("kek.tpm", "ak.tpm"):  # both belong to TPM A and load nowhere else
                 shutil.copy2(f"{old}/{fn}", f"{new}/{fn}")
         env_b = dict(s.enclave_env, AILERON_TPM_TCTI=self.tpms[1][1])
         # Without the KEK, TPM B cannot start on the copied escrow.
@@ -230,6 +230,13 @@ class TpmKekRecovery(unittest.TestCase):
                              "enclave-new.log", env=env_b)
         wait_for(lambda: "listening on" in s.enclave.text() or s.enclave.p.poll() is not None, what="enclave")
         self.assertIsNone(s.enclave.p.poll(), s.enclave.text())
+        # TPM B quotes with an AK of its own: the host's policy naming TPM A's AK
+        # refuses it, and takes it once the operator enrolls the new AK.
+        s.start_daemon()
+        code, doc, raw = self.s.http("GET", "/v1/credentials", token=self.s.operator_token)
+        self.assertEqual((code, doc["error"]["code"]), (502, "ALN_ERR_ATTEST_CHAIN"), raw)
+        s.stop_daemon()
+        s.policy = s.tpm_policy()
         s.start_daemon()
         KekRecovery.use_works(self)
 

@@ -73,13 +73,13 @@ static void test_find(void **state) {
     assert_null(aln_provider_find(unknown[i]));
   assert_null(aln_provider_find(NULL));
 
-  /* tpm seals its KEK to the TPM but, until quotes exist, signs debug local evidence. */
+  /* tpm seals its KEK to the TPM and proves itself with quotes by its AK. */
   const struct aln_provider *t = aln_provider_find("tpm");
   assert_non_null(t);
   assert_string_equal(t->name, "tpm");
-  assert_string_equal(t->evidence_kind, "local");
+  assert_string_equal(t->evidence_kind, "tpm");
   assert_ptr_equal(t->kek_load, aln_tpm_kek_load);
-  assert_ptr_equal(t->evidence, p->evidence);
+  assert_ptr_not_equal(t->evidence, p->evidence);
 }
 
 static void test_kek_created_private_and_stable(void **state) {
@@ -219,7 +219,7 @@ static void test_local_evidence(void **state) {
   uint8_t *ev = NULL;
   size_t ev_len = 0;
   int64_t before = (int64_t)time(NULL);
-  assert_int_equal(p->evidence(&ev, &ev_len, key, binding), ALN_OK);
+  assert_int_equal(p->evidence(&ev, &ev_len, "/nonexistent", key, binding), ALN_OK); /* local keeps nothing */
   assert_non_null(ev);
   assert_true(ev_len > 0 && ev_len <= ALN_LOCAL_EVIDENCE_MAX);
 
