@@ -12,6 +12,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -477,6 +478,48 @@ static aln_status ecdsa_der(uint8_t **der, int *der_len, const TPMS_SIGNATURE_EC
 
 /* signature_check verifies |q|'s signature over its TPMS_ATTEST bytes with its AK
  * (already checked by aln_tpm_ak_public_ok) and names the scheme in *scheme. */
+/* The OpenSSL key of an AK, built once per AK: a host appraises the same few AKs
+ * again and again (every connection, every re-attestation), and importing the
+ * public area costs about as much as the signature check itself. Keyed by the TPM
+ * name, a hash of the whole public area, so a cached key is only ever the key of
+ * exactly that public area. Public keys: nothing here is secret. */
+#define AK_CACHE_MAX 8
+
+static struct {
+  TPM2B_NAME name;
+  EVP_PKEY *key;
+} ak_cache[AK_CACHE_MAX];
+static size_t ak_cache_next;
+static pthread_mutex_t ak_cache_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* ak_key sets *out to a new reference to the key of |ak|. */
+static aln_status ak_key(EVP_PKEY **out, const TPM2B_PUBLIC *ak) {
+  TPM2B_NAME name;
+  ALN_GUARD(aln_tpm_name(&name, ak));
+  pthread_mutex_lock(&ak_cache_mu);
+  for (size_t i = 0; i < AK_CACHE_MAX; i++) {
+    if (ak_cache[i].key != NULL && ak_cache[i].name.size == name.size &&
+        memcmp(ak_cache[i].name.name, name.name, name.size) == 0 && EVP_PKEY_up_ref(ak_cache[i].key) == 1) {
+      *out = ak_cache[i].key;
+      pthread_mutex_unlock(&ak_cache_mu);
+      return ALN_OK;
+    }
+  }
+  pthread_mutex_unlock(&ak_cache_mu);
+  EVP_PKEY *key = NULL;
+  ALN_GUARD(aln_tpm_public_to_pkey(&key, ak));
+  pthread_mutex_lock(&ak_cache_mu);
+  size_t slot = ak_cache_next++ % AK_CACHE_MAX;
+  if (EVP_PKEY_up_ref(key) == 1) {
+    EVP_PKEY_free(ak_cache[slot].key);
+    ak_cache[slot].name = name;
+    ak_cache[slot].key = key;
+  }
+  pthread_mutex_unlock(&ak_cache_mu);
+  *out = key;
+  return ALN_OK;
+}
+
 static aln_status signature_check(const struct aln_tpm_quote *q, struct aln_refusal *why, const char **scheme) {
   const TPMT_PUBLIC *ak = &q->ak.publicArea;
   const TPMT_SIGNATURE *sig = &q->sig;
@@ -521,7 +564,7 @@ static aln_status signature_check(const struct aln_tpm_quote *q, struct aln_refu
     st = aln_refuse(why, ALN_ERR_ATTEST_SIG, "signature scheme is not the AK's");
     goto out;
   }
-  if (aln_tpm_public_to_pkey(&key, &q->ak) != ALN_OK) {
+  if (ak_key(&key, &q->ak) != ALN_OK) {
     st = aln_refuse(why, ALN_ERR_ATTEST_CHAIN, "AK public key unusable");
     goto out;
   }
