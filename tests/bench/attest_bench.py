@@ -24,7 +24,9 @@ BENCH = os.path.join(build, "tests", "bench", "attest_bench")
 
 def connect_bench(s, n, kinds_too):
     argv = [BENCH, "--enclave", f"127.0.0.1:{s.enclave_port}", "--key", f"{s.host_dir}/host.key",
-            "--cert", f"{s.host_dir}/host.crt", "--dev", "--n", str(n)]
+            "--cert", f"{s.host_dir}/host.crt", "--n", str(n)]
+    # The tpm enclave is appraised under the policy the stack wrote for it (its AK and PCRs).
+    argv += ["--policy", s.policy] if s.policy is not None else ["--dev"]
     if not kinds_too:
         argv += ["--seconds", "0.2"]
     out = subprocess.run(argv, capture_output=True, timeout=600)
