@@ -26,6 +26,7 @@
 
 #include "attestation/binding.h"
 #include "attestation/local.h"
+#include "attestation/tpm_quote.h"
 #include "host/enclave_client.h"
 #include "proto/channel.h"
 #include "proto/keyfile.h"
@@ -43,6 +44,7 @@ enum misbehaviour {
   HOLD_FIRST,       /* honest; the first Health waits until a second one arrives */
   REPLAY_OLD,       /* honest on its first connection, then replays that evidence on every later one */
   TURN_BAD,         /* honest at the first Attest, signs later ones with another key */
+  FIXED,            /* answers with f->fixed_kind and the bytes f->fixed_ev, whatever the nonce */
 };
 
 #define FAKE_CONNS_MAX 8
@@ -62,6 +64,9 @@ struct fake {
   int attests;                /* Attest requests answered */
   uint8_t *first_ev;          /* REPLAY_OLD: the evidence of the first Attest */
   size_t first_ev_len;
+  const char *fixed_kind; /* FIXED */
+  const uint8_t *fixed_ev;
+  size_t fixed_len;
   pthread_t conns[FAKE_CONNS_MAX];
   int num_conns;
 };
@@ -110,6 +115,11 @@ static aln_status answer_attest(struct fake *f, SSL *ssl, const Aileron__V1__Req
   ar.evidence_kind = f->mode == UNKNOWN_KIND ? "tpm" : "local";
   ar.evidence.data = ev;
   ar.evidence.len = ev_len;
+  if (f->mode == FIXED) {
+    ar.evidence_kind = (char *)f->fixed_kind;
+    ar.evidence.data = (uint8_t *)f->fixed_ev;
+    ar.evidence.len = f->fixed_len;
+  }
   ar.signing_public_key.data = f->sign_pub;
   ar.signing_public_key.len = sizeof(f->sign_pub);
   resp.body_case = AILERON__V1__RESPONSE__BODY_ATTEST;
@@ -517,6 +527,120 @@ static void test_status_and_fresh_attestation(void **state) {
   assert_int_equal(f.num_conns, 2); /* the fresh attestation used a connection of its own */
 }
 
+/* ---- platform kinds: refused by the host before any credential traffic ----------- */
+
+static uint8_t *test_file(const char *rel, size_t *len) {
+  char path[4096];
+  const char *file = __FILE__, *cut = strstr(file, "tests/unit/host/");
+  assert_non_null(cut);
+  snprintf(path, sizeof(path), "%.*stests/%s", (int)(cut - file), file, rel);
+  FILE *fp = fopen(path, "rb");
+  assert_non_null(fp);
+  uint8_t *buf = malloc(1 << 16);
+  assert_non_null(buf);
+  *len = fread(buf, 1, 1 << 16, fp);
+  fclose(fp);
+  while (*len > 0 && (buf[*len - 1] == '\n' || buf[*len - 1] == '\r'))
+    (*len)--;
+  return buf;
+}
+
+/* fixed_refused has the fake answer Attest with |kind| and the file |rel|, under the
+ * policy |yaml|, and checks the host refuses with |want| and sends nothing else. */
+static void fixed_refused(const char *kind, const char *rel, const char *yaml, aln_status want) {
+  char err[ALN_POLICY_ERR_MAX], addr[32];
+  struct aln_policy *policy = NULL;
+  struct fake f;
+  size_t len = 0;
+  uint8_t *ev = test_file(rel, &len);
+  if (aln_policy_parse(&policy, err, (const uint8_t *)yaml, strlen(yaml)) != ALN_OK)
+    fail_msg("policy: %s", err);
+  fake_start(&f, FIXED);
+  f.fixed_kind = kind;
+  f.fixed_ev = ev;
+  f.fixed_len = len;
+  snprintf(addr, sizeof(addr), "127.0.0.1:%d", f.port);
+  struct aln_enclave_client_config cfg = {
+      .address = addr, .key_path = key_path, .cert_path = cert_path, .policy = policy};
+  struct aln_enclave_client *c = NULL;
+  assert_int_equal(aln_enclave_client_new(&c, &cfg), ALN_OK);
+  assert_int_equal(health(c), want);
+  aln_enclave_client_free(c);
+  fake_stop(&f);
+  assert_int_equal(f.requests_after_attest, 0);
+  aln_policy_free(policy);
+  free(ev);
+}
+
+#define OAK_DIGEST "sha256:313b8a83d3c8bfc9abcffee4f538424473e2705383a7e46f16d159faf0e5ef34"
+
+/* A Confidential Space token past its expiry: the real one, judged now, long after,
+ * when its x5c chain has expired too, which is checked first (the verifier's own
+ * tests refuse it one second past exp with ALN_ERR_ATTEST_EXPIRED). */
+static void test_expired_token_refused(void **state) {
+  (void)state;
+  fixed_refused("confidential-space", "data/attestation/confidential-space/oak_cs_pki_amdsev_debug_2025-06-23.jwt",
+                "version: 1\nkinds:\n  confidential-space:\n    audience: https://echo.oak.dev\n"
+                "    image_digests: [" OAK_DIGEST "]\n    hwmodels: [GCP_AMD_SEV]\n    allow_debug: true\n",
+                ALN_ERR_ATTEST_CHAIN);
+}
+
+/* Evidence of a kind the policy does not name, however valid it may be. */
+static void test_kind_not_in_policy_refused(void **state) {
+  (void)state;
+  fixed_refused("sev-snp", "data/attestation/sev-snp/gosevguest_milan_report.bin",
+                "version: 1\nkinds: {local: {allow_debug: true}}\n", ALN_ERR_ATTEST_KIND);
+}
+
+/* A real SEV-SNP report without the certificates to check it: refused, never
+ * fetched. */
+static void test_snp_report_without_its_chain_refused(void **state) {
+  (void)state;
+  fixed_refused(
+      "sev-snp", "data/attestation/sev-snp/gosevguest_milan_report.bin",
+      "version: 1\nkinds:\n  sev-snp:\n    product: Milan\n    measurements: [b07af9620f3b839b47996422ddec6058"
+      "338951d984e312115131ea82705eaf5b6bdf8a9ece31a5a608eb0cf2e4872b01]\n    allow_debug: true\n",
+      ALN_ERR_ATTEST_CHAIN);
+}
+
+/* A real swtpm quote: by an AK the policy does not enroll; then, with its AK and
+ * PCR values enrolled, with a nonce that is not this connection's binding (a quote
+ * replayed from elsewhere). Wrong PCR values are the verifier's tests: the nonce
+ * is checked first, and no fixed quote can carry this connection's binding. */
+static void test_tpm_quote_refusals(void **state) {
+  (void)state;
+  static const char *rel = "fuzz/corpus/tpm_attest/tpm2-quote-ecdsa";
+  size_t len = 0;
+  uint8_t *ev = test_file(rel, &len);
+  struct aln_tpm_quote *q = calloc(1, sizeof(*q));
+  TPM2B_NAME name;
+  char name_hex[2 * sizeof(name.name) + 1], pcr_hex[2 * 64 + 1], yaml[1024];
+  assert_non_null(q);
+  assert_int_equal(aln_tpm_quote_decode(q, ev, len), ALN_OK);
+  assert_int_equal(aln_tpm_name(&name, &q->ak), ALN_OK);
+  assert_int_equal(aln_hex_encode(name_hex, sizeof(name_hex), name.name, name.size), ALN_OK);
+  const TPMS_PCR_SELECTION *ps = &q->attest.attested.quote.pcrSelect.pcrSelections[0];
+  unsigned idx = 0;
+  while (!(ps->pcrSelect[idx / 8] & (1u << (idx % 8))))
+    idx++;
+  assert_int_equal(aln_hex_encode(pcr_hex, sizeof(pcr_hex), q->pcr_values[0].buffer, q->pcr_values[0].size), ALN_OK);
+  const char *bank = ps->hash == TPM2_ALG_SHA256 ? "sha256" : "sha1";
+
+  fixed_refused("tpm", rel,
+                "version: 1\nkinds:\n  tpm:\n    ak_names: [000b00112233445566778899aabbccddeeff00112233445566778899"
+                "aabbccddeeff]\n    pcrs: [{bank: sha256, index: 16, values: ["
+                "0000000000000000000000000000000000000000"
+                "000000000000000000000000]}]\n",
+                ALN_ERR_ATTEST_CHAIN);
+  snprintf(yaml, sizeof(yaml),
+           "version: 1\nkinds:\n  tpm:\n    ak_names: [%s]\n    pcrs: [{bank: %s, index: %u, "
+           "values: [%s]}]\n",
+           name_hex, bank, idx, pcr_hex);
+  fixed_refused("tpm", rel, yaml, ALN_ERR_ATTEST_BINDING);
+  free(q);
+  free(ev);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_honest_enclave_is_accepted_in_dev_mode),
@@ -534,6 +658,10 @@ int main(void) {
       cmocka_unit_test(test_long_lived_connection_is_reattested),
       cmocka_unit_test(test_failed_reattestation_stops_the_connection),
       cmocka_unit_test(test_status_and_fresh_attestation),
+      cmocka_unit_test(test_expired_token_refused),
+      cmocka_unit_test(test_kind_not_in_policy_refused),
+      cmocka_unit_test(test_snp_report_without_its_chain_refused),
+      cmocka_unit_test(test_tpm_quote_refusals),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
