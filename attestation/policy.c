@@ -7,6 +7,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +20,7 @@
 #include "attestation/cs.h"
 #include "attestation/jwt.h"
 #include "attestation/local.h"
+#include "attestation/nitro.h"
 #include "attestation/snp.h"
 #include "attestation/tpm_quote.h"
 #include "proto/keyfile.h"
@@ -36,6 +39,8 @@ struct aln_policy {
   struct aln_snp_policy snp;
   int has_tpm;
   struct aln_tpm_policy tpm;
+  int has_nitro;
+  struct aln_nitro_policy nitro;
   /* Everything the kinds' structs point to, freed with the policy. */
   void **owned;
   size_t num_owned, cap_owned;
@@ -505,6 +510,72 @@ static aln_status parse_tpm(struct walk *w, const yaml_node_t *sec, struct aln_p
   return ALN_OK;
 }
 
+/*   aws-nitro:
+ *     pcrs:                          # every index named must hold one of its values
+ *       - {index: 0, values: [<96 hex>, ...]}   # SHA-384, as Nitro measures
+ *     allow_debug: false             # a PCR0 of zeros: an enclave started in debug mode
+ *     binding: nonce                 # where the document carries the binding: nonce or user_data
+ *     root_pem_file: FILE            # the trust anchor instead of the pinned AWS Nitro root */
+static aln_status parse_nitro(struct walk *w, const yaml_node_t *sec, struct aln_policy *p) {
+  static const char *const known[] = {"pcrs", "allow_debug", "binding", "root_pem_file", NULL};
+  static const char *const pcr_known[] = {"index", "values", NULL};
+  const char *path = "kinds.aws-nitro", *binding = NULL, *root = NULL;
+  ALN_GUARD(check_map(w, sec, path, known));
+  yaml_node_t *pcrs = map_get(w, sec, "pcrs");
+  if (pcrs == NULL || pcrs->type != YAML_SEQUENCE_NODE ||
+      pcrs->data.sequence.items.top == pcrs->data.sequence.items.start)
+    return say(w, pcrs != NULL ? pcrs : sec, ALN_ERR_USAGE,
+               "%s.pcrs must list at least one PCR: without one any enclave on AWS would pass", path);
+  /* One entry per allowed value, as the verifier takes them. */
+  size_t n_idx = (size_t)(pcrs->data.sequence.items.top - pcrs->data.sequence.items.start), total = 0;
+  struct aln_nitro_pcr *refs = calloc(n_idx * POLICY_LIST_MAX, sizeof(*refs));
+  ALN_GUARD(own(p, refs));
+  for (size_t i = 0; i < n_idx; i++) {
+    yaml_node_t *e = node_at(w, pcrs->data.sequence.items.start[i]);
+    uint64_t index = 0;
+    uint8_t *vals = NULL;
+    size_t nv = 0;
+    ALN_GUARD(check_map(w, e, "kinds.aws-nitro.pcrs[]", pcr_known));
+    if (map_get(w, e, "index") == NULL)
+      return say(w, e, ALN_ERR_USAGE, "kinds.aws-nitro.pcrs[].index is required");
+    ALN_GUARD(get_uint(w, e, "index", "kinds.aws-nitro.pcrs[]", ALN_NITRO_PCR_NUM - 1, &index));
+    for (size_t j = 0; j < total; j++)
+      if (refs[j].index == index)
+        return say(w, e, ALN_ERR_USAGE, "kinds.aws-nitro.pcrs names PCR %u twice", (unsigned)index);
+    ALN_GUARD(get_hex_list(w, p, e, "values", "kinds.aws-nitro.pcrs[]", 48, &vals, &nv));
+    for (size_t v = 0; v < nv; v++)
+      refs[total++] = (struct aln_nitro_pcr){.index = (unsigned)index, .value = vals + 48 * v, .value_len = 48};
+  }
+  p->nitro.pcrs = refs;
+  p->nitro.num_pcrs = total;
+  ALN_GUARD(get_bool(w, sec, "allow_debug", path, &p->nitro.allow_debug));
+  ALN_GUARD(get_str(w, p, sec, "binding", path, 0, &binding));
+  if (binding != NULL && strcmp(binding, "nonce") != 0 && strcmp(binding, "user_data") != 0)
+    return say(w, map_get(w, sec, "binding"), ALN_ERR_USAGE, "%s.binding must be nonce or user_data", path);
+  p->nitro.binding =
+      binding != NULL && strcmp(binding, "user_data") == 0 ? ALN_NITRO_BIND_USER_DATA : ALN_NITRO_BIND_NONCE;
+  ALN_GUARD(get_file(w, p, sec, "root_pem_file", path, &root));
+  if (root != NULL) {
+    BIO *bio = BIO_new_mem_buf(root, -1);
+    X509 *x = bio != NULL ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+    unsigned char *der = NULL;
+    int der_len = x != NULL ? i2d_X509(x, &der) : -1;
+    BIO_free(bio);
+    X509_free(x);
+    if (der_len <= 0)
+      return say(w, map_get(w, sec, "root_pem_file"), ALN_ERR_USAGE, "%s.root_pem_file holds no certificate", path);
+    uint8_t *copy = malloc((size_t)der_len);
+    if (copy != NULL)
+      memcpy(copy, der, (size_t)der_len);
+    OPENSSL_free(der);
+    ALN_GUARD(own(p, copy));
+    p->nitro.root_der = copy;
+    p->nitro.root_der_len = (size_t)der_len;
+  }
+  p->has_nitro = 1;
+  return ALN_OK;
+}
+
 struct kind_entry {
   const char *name;
   aln_status (*parse)(struct walk *w, const yaml_node_t *sec, struct aln_policy *p); /* NULL: not built */
@@ -513,8 +584,8 @@ struct kind_entry {
 /* Every kind the contract names; those whose verifier this build lacks are refused
  * by name, so a policy written for a newer build fails loudly, not open. */
 static const struct kind_entry kinds[] = {
-    {"local", parse_local},           {"tpm", parse_tpm},  {"sev-snp", parse_snp},
-    {"confidential-space", parse_cs}, {"aws-nitro", NULL},
+    {"local", parse_local},           {"tpm", parse_tpm},         {"sev-snp", parse_snp},
+    {"confidential-space", parse_cs}, {"aws-nitro", parse_nitro},
 };
 
 static aln_status parse_root(struct walk *w, struct aln_policy *p) {
@@ -658,6 +729,8 @@ int aln_policy_names_kind(const struct aln_policy *p, const char *kind) {
     return p->has_snp;
   if (strcmp(kind, ALN_TPM_QUOTE_KIND) == 0)
     return p->has_tpm;
+  if (strcmp(kind, ALN_NITRO_KIND) == 0)
+    return p->has_nitro;
   return 0;
 }
 
@@ -713,5 +786,7 @@ aln_status aln_evidence_verify(struct aln_claims *out, struct aln_refusal *why, 
     return aln_snp_verify(out, why, ev, ev_len, &p->snp, ctx);
   if (strcmp(kind, ALN_TPM_QUOTE_KIND) == 0)
     return aln_tpm_quote_verify(out, why, ev, ev_len, &p->tpm, ctx);
+  if (strcmp(kind, ALN_NITRO_KIND) == 0)
+    return aln_nitro_verify(out, why, ev, ev_len, &p->nitro, ctx);
   return aln_refuse(why, ALN_ERR_ATTEST_KIND, "evidence kind '%.32s' is not verified by this build", kind);
 }

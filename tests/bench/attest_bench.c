@@ -20,6 +20,7 @@
 #include "attestation/cs.h"
 #include "attestation/jwt.h"
 #include "attestation/local.h"
+#include "attestation/nitro.h"
 #include "attestation/policy.h"
 #include "attestation/snp.h"
 #include "attestation/tpm_quote.h"
@@ -300,6 +301,38 @@ static int tpm_verify(void *arg) {
   return st == ALN_OK;
 }
 
+/* ---- aws-nitro: the real evervault document, judged at its time ----------------- */
+
+struct nitro_case {
+  struct aln_nitro_policy policy;
+  struct aln_nitro_pcr pcr3;
+  uint8_t pcr3_value[48];
+  uint8_t *doc;
+  size_t len;
+  struct aln_verify_ctx ctx;
+};
+
+static void nitro_make(struct nitro_case *k) {
+  static const char pcr3[] =
+      "4a9329d69c836267b18abbf9f4a38889124490453419e426818626348d21f989dc930b1562682a9082887454e53425aa";
+  memset(k, 0, sizeof(*k));
+  k->doc = slurp("data/attestation/nitro/evervault_ga_2023-09-18.bin", &k->len);
+  if (aln_hex_decode(k->pcr3_value, sizeof(k->pcr3_value), pcr3, sizeof(pcr3) - 1) != ALN_OK)
+    exit(1);
+  k->pcr3 = (struct aln_nitro_pcr){.index = 3, .value = k->pcr3_value, .value_len = 48};
+  k->policy = (struct aln_nitro_policy){.pcrs = &k->pcr3, .num_pcrs = 1, .allow_debug = 1};
+  k->ctx = (struct aln_verify_ctx){.now = 1695049410};
+}
+
+static int nitro_verify(void *arg) {
+  struct nitro_case *k = arg;
+  struct aln_claims c;
+  struct aln_refusal why;
+  aln_status st = aln_nitro_verify(&c, &why, k->doc, k->len, &k->policy, &k->ctx);
+  aln_claims_cleanup(&c);
+  return st == ALN_OK;
+}
+
 static void row(const char *what, double got, const char *base_name, double base, double target) {
   printf("%-34s %10.0f/s   %-26s %10.0f/s   ratio %.2f", what, got, base_name, base, got / base);
   if (target > 0)
@@ -349,6 +382,10 @@ static void bench_kinds(double seconds) {
   snp_make(&snp);
   row("sev-snp (report + VCEK chain)", rate(snp_verify, &snp, seconds), "raw ECDSA P-384 verify", r_p384, 0);
   snp_done(&snp);
+  struct nitro_case nitro;
+  nitro_make(&nitro);
+  row("aws-nitro (COSE ES384 + cabundle)", rate(nitro_verify, &nitro, seconds), "raw ECDSA P-384 verify", r_p384, 0);
+  free(nitro.doc);
   free(local.ev);
   aln_policy_free(dev);
   EVP_PKEY_free(ed.key);

@@ -13,7 +13,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   struct aln_policy *p = NULL;
   aln_status st = aln_policy_parse(&p, err, data, size);
   if (st == ALN_OK) {
-    static const char *const kinds[] = {"local", "confidential-space", "sev-snp", "tpm"};
+    static const char *const kinds[] = {"local", "confidential-space", "sev-snp", "tpm", "aws-nitro"};
     int named = 0;
     for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
       named |= aln_policy_names_kind(p, kinds[i]);

@@ -364,10 +364,9 @@ static void test_snp_and_tpm_evidence_through_the_policy(void **state) {
   aln_claims_cleanup(&c);
   aln_policy_free(p);
   /* ... so a production policy refuses it. */
-  assert_int_equal(parse("version: 1\nkinds:\n  sev-snp:\n    product: Milan\n    measurements: [" MILAN_MEASUREMENT
-                         "]\n",
-                         err, &p),
-                   ALN_OK);
+  assert_int_equal(
+      parse("version: 1\nkinds:\n  sev-snp:\n    product: Milan\n    measurements: [" MILAN_MEASUREMENT "]\n", err, &p),
+      ALN_OK);
   assert_int_equal(aln_evidence_verify(&c, &why, p, "sev-snp", report, len, &ctx), ALN_ERR_ATTEST_DEBUG);
   aln_policy_free(p);
   /* The same report under a policy wanting a newer SNP firmware. */
@@ -395,6 +394,65 @@ static void test_snp_and_tpm_evidence_through_the_policy(void **state) {
   free(quote);
 }
 
+/* ---- aws-nitro ------------------------------------------------------------------- */
+
+#define NITRO_PCR3 "4a9329d69c836267b18abbf9f4a38889124490453419e426818626348d21f989dc930b1562682a9082887454e53425aa"
+#define NITRO_ZERO "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+
+static void test_nitro_section_and_the_real_document(void **state) {
+  (void)state;
+  char err[ALN_POLICY_ERR_MAX];
+  struct aln_policy *p = NULL;
+  struct aln_claims c;
+  struct aln_refusal why;
+  size_t len = 0;
+  uint8_t *doc = slurp_bin(data("data/attestation/nitro/evervault_ga_2023-09-18.bin"), &len);
+  struct aln_verify_ctx ctx = {.now = 1695049410};
+
+  assert_int_equal(parse("version: 1\nkinds:\n  aws-nitro:\n    pcrs:\n      - {index: 3, values: [" NITRO_PCR3
+                         "]}\n    allow_debug: true\n",
+                         err, &p),
+                   ALN_OK);
+  assert_int_equal(aln_evidence_verify(&c, &why, p, "aws-nitro", doc, len, &ctx), ALN_OK);
+  assert_string_equal(c.kind, "aws-nitro");
+  assert_string_equal(c.measurement, NITRO_ZERO); /* PCR0: a debug enclave */
+  assert_int_equal(c.debug, 1);
+  aln_claims_cleanup(&c);
+  aln_policy_free(p);
+  /* Debug refused by default; another PCR3 refused; one second past the leaf. */
+  assert_int_equal(
+      parse("version: 1\nkinds:\n  aws-nitro:\n    pcrs: [{index: 3, values: [" NITRO_PCR3 "]}]\n", err, &p), ALN_OK);
+  assert_int_equal(aln_evidence_verify(&c, &why, p, "aws-nitro", doc, len, &ctx), ALN_ERR_ATTEST_DEBUG);
+  aln_policy_free(p);
+  assert_int_equal(parse("version: 1\nkinds:\n  aws-nitro:\n    pcrs: [{index: 3, values: [" NITRO_ZERO
+                         "]}]\n    allow_debug: true\n",
+                         err, &p),
+                   ALN_OK);
+  assert_int_equal(aln_evidence_verify(&c, &why, p, "aws-nitro", doc, len, &ctx), ALN_ERR_ATTEST_POLICY);
+  aln_policy_free(p);
+  /* A swapped root (another certificate's PEM) breaks the chain. */
+  char extra[700];
+  snprintf(extra, sizeof(extra),
+           "version: 1\nkinds:\n  aws-nitro:\n    pcrs: [{index: 3, values: [" NITRO_PCR3 "]}]\n    allow_debug: "
+           "true\n    root_pem_file: %.400s\n",
+           data("data/attestation/confidential-space/confidential_space_root.pem"));
+  assert_int_equal(parse(extra, err, &p), ALN_OK);
+  assert_int_equal(aln_evidence_verify(&c, &why, p, "aws-nitro", doc, len, &ctx), ALN_ERR_ATTEST_CHAIN);
+  aln_policy_free(p);
+  free(doc);
+
+  refused("version: 1\nkinds:\n  aws-nitro:\n    allow_debug: true\n", ALN_ERR_USAGE, "must list at least one PCR");
+  refused("version: 1\nkinds:\n  aws-nitro:\n    pcrs: [{index: 32, values: [" NITRO_ZERO "]}]\n", ALN_ERR_USAGE,
+          "whole number from 0 to 31");
+  refused("version: 1\nkinds:\n  aws-nitro:\n    pcrs: [{index: 0, values: [00]}]\n", ALN_ERR_USAGE,
+          "is not 48 bytes of hex");
+  refused("version: 1\nkinds:\n  aws-nitro:\n    pcrs: [{index: 0, values: [" NITRO_ZERO
+          "]}, {index: 0, values: [" NITRO_PCR3 "]}]\n",
+          ALN_ERR_USAGE, "names PCR 0 twice");
+  refused("version: 1\nkinds:\n  aws-nitro:\n    pcrs: [{index: 0, values: [" NITRO_ZERO "]}]\n    binding: pcr\n",
+          ALN_ERR_USAGE, "binding must be nonce or user_data");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_accepts_a_local_policy),
@@ -404,6 +462,7 @@ int main(void) {
       cmocka_unit_test(test_confidential_space_token_through_the_policy),
       cmocka_unit_test(test_snp_and_tpm_sections),
       cmocka_unit_test(test_snp_and_tpm_evidence_through_the_policy),
+      cmocka_unit_test(test_nitro_section_and_the_real_document),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
