@@ -34,7 +34,7 @@
 
 /* ---- hash algorithms ------------------------------------------------------------ */
 
-static size_t hash_len(TPMI_ALG_HASH alg) {
+size_t aln_tpm_hash_len(TPMI_ALG_HASH alg) {
   switch (alg) {
   case TPM2_ALG_SHA1:
     return 20;
@@ -49,7 +49,7 @@ static size_t hash_len(TPMI_ALG_HASH alg) {
   }
 }
 
-static const char *hash_name(TPMI_ALG_HASH alg) {
+const char *aln_tpm_hash_name(TPMI_ALG_HASH alg) {
   switch (alg) {
   case TPM2_ALG_SHA1:
     return "sha1";
@@ -158,7 +158,7 @@ static aln_status selection_count(const TPML_PCR_SELECTION *sel, size_t *num, co
   *num = 0;
   for (uint32_t i = 0; i < sel->count; i++) {
     const TPMS_PCR_SELECTION *s = &sel->pcrSelections[i];
-    if (hash_len(s->hash) == 0) {
+    if (aln_tpm_hash_len(s->hash) == 0) {
       *reason = "the quote selects a PCR bank other than sha1, sha256, sha384 or sha512";
       return ALN_ERR_MALFORMED;
     }
@@ -236,7 +236,7 @@ static aln_status pcr_values_match(const struct aln_tpm_quote *q, const char **r
     for (unsigned pcr = 0; pcr < 8u * s->sizeofSelect; pcr++) {
       if (!(s->pcrSelect[pcr / 8] & (1u << (pcr % 8))))
         continue;
-      if (q->pcr_values[n++].size != hash_len(s->hash)) {
+      if (q->pcr_values[n++].size != aln_tpm_hash_len(s->hash)) {
         *reason = "a PCR value is not the size of its bank's digest";
         return ALN_ERR_MALFORMED;
       }
@@ -449,8 +449,8 @@ static int policy_ok(const struct aln_tpm_policy *p) {
   for (size_t i = 0; i < p->num_pcrs; i++) {
     const struct aln_tpm_pcr_ref *r = &p->pcrs[i];
     size_t total;
-    if (hash_len(r->bank) == 0 || r->index > ALN_TPM_PCR_INDEX_MAX || r->num_values == 0 || r->values == NULL ||
-        __builtin_mul_overflow(r->num_values, hash_len(r->bank), &total))
+    if (aln_tpm_hash_len(r->bank) == 0 || r->index > ALN_TPM_PCR_INDEX_MAX || r->num_values == 0 || r->values == NULL ||
+        __builtin_mul_overflow(r->num_values, aln_tpm_hash_len(r->bank), &total))
       return 0;
   }
   return 1;
@@ -613,10 +613,10 @@ static aln_status pcr_policy_check(const struct aln_tpm_quote *q, const struct a
   const TPML_PCR_SELECTION *sel = &q->attest.attested.quote.pcrSelect;
   for (size_t i = 0; i < policy->num_pcrs; i++) {
     const struct aln_tpm_pcr_ref *r = &policy->pcrs[i];
-    size_t pos = 0, dlen = hash_len(r->bank);
+    size_t pos = 0, dlen = aln_tpm_hash_len(r->bank);
     if (!pcr_position(sel, r->bank, r->index, &pos))
       return aln_refuse(why, ALN_ERR_ATTEST_POLICY, "PCR %s:%u, which the policy appraises, is not quoted",
-                        hash_name(r->bank), (unsigned)r->index);
+                        aln_tpm_hash_name(r->bank), (unsigned)r->index);
     const TPM2B_DIGEST *v = &q->pcr_values[pos];
     int allowed = 0;
     for (size_t j = 0; j < r->num_values && !allowed; j++)
@@ -626,7 +626,7 @@ static aln_status pcr_policy_check(const struct aln_tpm_quote *q, const struct a
       if (aln_hex_encode(hex, sizeof(hex), v->buffer, v->size) != ALN_OK)
         hex[0] = '\0';
       return aln_refuse(why, ALN_ERR_ATTEST_POLICY, "PCR %s:%u holds %s, not a value the policy allows",
-                        hash_name(r->bank), (unsigned)r->index, hex);
+                        aln_tpm_hash_name(r->bank), (unsigned)r->index, hex);
     }
   }
   return ALN_OK;
@@ -652,7 +652,7 @@ static json_t *detail_build(const struct aln_tpm_quote *q, const TPM2B_NAME *ak_
       if (!(s->pcrSelect[pcr / 8] & (1u << (pcr % 8))))
         continue;
       char key[16];
-      snprintf(key, sizeof(key), "%s:%u", hash_name(s->hash), pcr);
+      snprintf(key, sizeof(key), "%s:%u", aln_tpm_hash_name(s->hash), pcr);
       json_t *v = hex_json(q->pcr_values[n].buffer, q->pcr_values[n].size);
       n++;
       if (v == NULL || json_object_set_new(pcrs, key, v) != 0) {

@@ -99,6 +99,12 @@ aln_status aln_tpm_quote_encode(uint8_t **out, size_t *out_len, const struct aln
  * 4096 (RSASSA or RSAPSS with SHA-256, or NULL); else 0. */
 int aln_tpm_ak_public_ok(const TPM2B_PUBLIC *pub);
 
+/* aln_tpm_hash_len returns the digest size of the PCR bank / hash |alg| (SHA-1,
+ * SHA-256, SHA-384, SHA-512), 0 for any other; aln_tpm_hash_name its name
+ * ("sha256"...), NULL for any other. */
+size_t aln_tpm_hash_len(TPMI_ALG_HASH alg);
+const char *aln_tpm_hash_name(TPMI_ALG_HASH alg);
+
 /* aln_tpm_name computes the TPM name of |pub| (nameAlg || H_nameAlg(TPMT_PUBLIC))
  * into |out|. ALN_ERR_USAGE for a nameAlg other than SHA-1/256/384/512 or a public
  * area that does not marshal. */

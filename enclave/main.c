@@ -423,21 +423,6 @@ static int cmd_kek(int argc, char **argv) {
   return usage(), 2;
 }
 
-static const char *bank_name(TPMI_ALG_HASH alg) {
-  switch (alg) {
-  case TPM2_ALG_SHA1:
-    return "sha1";
-  case TPM2_ALG_SHA256:
-    return "sha256";
-  case TPM2_ALG_SHA384:
-    return "sha384";
-  case TPM2_ALG_SHA512:
-    return "sha512";
-  default:
-    return NULL;
-  }
-}
-
 static void print_hex(const uint8_t *p, size_t len) {
   for (size_t i = 0; i < len; i++)
     printf("%02x", p[i]);
@@ -485,7 +470,7 @@ static int cmd_tpm_policy(const char *data_dir) {
     for (unsigned idx = 0; idx < 8u * ps->sizeofSelect && v < q->num_pcr_values; idx++) {
       if (!(ps->pcrSelect[idx / 8] & (1u << (idx % 8))))
         continue;
-      printf("      - {bank: %s, index: %u, values: [", bank_name(ps->hash), idx);
+      printf("      - {bank: %s, index: %u, values: [", aln_tpm_hash_name(ps->hash), idx);
       print_hex(q->pcr_values[v].buffer, q->pcr_values[v].size);
       printf("]}\n");
       v++;

@@ -148,17 +148,6 @@ out:
   return st;
 }
 
-/* GET_FIELD reads one u32-prefixed field and requires |unmarshal| to consume it
- * exactly. The TSS2 unmarshallers are themselves bounded by the length we pass. */
-#define GET_FIELD(cbs, type, dst)                                                                                      \
-  do {                                                                                                                 \
-    struct aln_cbs f_;                                                                                                 \
-    size_t off_ = 0;                                                                                                   \
-    ALN_GUARD(aln_cbs_get_u32_prefixed((cbs), &f_));                                                                   \
-    ALN_ENSURE(Tss2_MU_##type##_Unmarshal(f_.p, f_.len, &off_, (dst)) == TSS2_RC_SUCCESS && off_ == f_.len,            \
-               ALN_ERR_MALFORMED);                                                                                     \
-  } while (0)
-
 aln_status aln_tpm_blob_decode(struct aln_tpm_blob *out, const uint8_t *data, size_t len) {
   struct aln_cbs cbs, magic;
   ALN_ENSURE(out != NULL && (data != NULL || len == 0), ALN_ERR_USAGE);
@@ -169,9 +158,9 @@ aln_status aln_tpm_blob_decode(struct aln_tpm_blob *out, const uint8_t *data, si
   ALN_ENSURE(memcmp(magic.p, ALN_TPM_BLOB_MAGIC, ALN_TPM_BLOB_MAGIC_LEN) == 0, ALN_ERR_MALFORMED);
   struct aln_tpm_blob b;
   memset(&b, 0, sizeof(b));
-  GET_FIELD(&cbs, TPM2B_PUBLIC, &b.pub);
-  GET_FIELD(&cbs, TPM2B_PRIVATE, &b.priv);
-  GET_FIELD(&cbs, TPML_PCR_SELECTION, &b.pcrs);
+  ALN_TPM_GET_FIELD(&cbs, TPM2B_PUBLIC, &b.pub);
+  ALN_TPM_GET_FIELD(&cbs, TPM2B_PRIVATE, &b.priv);
+  ALN_TPM_GET_FIELD(&cbs, TPML_PCR_SELECTION, &b.pcrs);
   ALN_GUARD(aln_cbs_ensure_empty(&cbs));
   ALN_ENSURE(sealed_public_valid(&b.pub) && pcrs_valid(&b.pcrs) && b.priv.size > 0, ALN_ERR_MALFORMED);
   *out = b;

@@ -27,6 +27,20 @@
 #define ALN_TPM_BLOB_MAX 4096
 #define ALN_TPM_PCRS_DEFAULT "sha256:7"
 
+/* ALN_TPM_GET_FIELD reads from the bounded cursor |cbs| one u32-prefixed field that
+ * the Tss2_MU unmarshaller of |type| must consume exactly, into |dst|; a returning
+ * guard (ALN_ERR_MALFORMED) otherwise. The unmarshallers are themselves bounded by
+ * the length passed. For the decoders of files that hold TPM structures. */
+#define ALN_TPM_GET_FIELD(cbs, type, dst)                                                                              \
+  do {                                                                                                                 \
+    struct aln_cbs f_;                                                                                                 \
+    size_t off_ = 0;                                                                                                   \
+    ALN_GUARD(aln_cbs_get_u32_prefixed((cbs), &f_));                                                                   \
+    ALN_ENSURE(f_.len > 0 && Tss2_MU_##type##_Unmarshal(f_.p, f_.len, &off_, (dst)) == TSS2_RC_SUCCESS &&              \
+                   off_ == f_.len,                                                                                     \
+               ALN_ERR_MALFORMED);                                                                                     \
+  } while (0)
+
 struct aln_tpm_blob {
   TPM2B_PUBLIC pub;
   TPM2B_PRIVATE priv;

@@ -157,26 +157,14 @@ out:
   return st;
 }
 
-/* GET_FIELD reads one u32-prefixed field that |type|'s unmarshaller must consume
- * exactly; the unmarshaller is bounded by the field's length. */
-#define GET_FIELD(cbs, type, dst)                                                                                      \
-  do {                                                                                                                 \
-    struct aln_cbs f_;                                                                                                 \
-    size_t off_ = 0;                                                                                                   \
-    ALN_GUARD(aln_cbs_get_u32_prefixed((cbs), &f_));                                                                   \
-    ALN_ENSURE(f_.len > 0 && Tss2_MU_##type##_Unmarshal(f_.p, f_.len, &off_, (dst)) == TSS2_RC_SUCCESS &&              \
-                   off_ == f_.len,                                                                                     \
-               ALN_ERR_MALFORMED);                                                                                     \
-  } while (0)
-
 static aln_status ak_blob_decode(struct aln_tpm_ak_blob *b, const uint8_t *data, size_t len) {
   struct aln_cbs cbs, magic;
   ALN_ENSURE(len <= ALN_TPM_AK_BLOB_MAX, ALN_ERR_TOO_LARGE);
   aln_cbs_init(&cbs, data, len);
   ALN_GUARD(aln_cbs_get_bytes(&cbs, &magic, ALN_TPM_AK_BLOB_MAGIC_LEN));
   ALN_ENSURE(memcmp(magic.p, ALN_TPM_AK_BLOB_MAGIC, ALN_TPM_AK_BLOB_MAGIC_LEN) == 0, ALN_ERR_MALFORMED);
-  GET_FIELD(&cbs, TPM2B_PUBLIC, &b->pub);
-  GET_FIELD(&cbs, TPM2B_PRIVATE, &b->priv);
+  ALN_TPM_GET_FIELD(&cbs, TPM2B_PUBLIC, &b->pub);
+  ALN_TPM_GET_FIELD(&cbs, TPM2B_PRIVATE, &b->priv);
   ALN_GUARD(aln_cbs_ensure_empty(&cbs));
   ALN_ENSURE(aln_tpm_ak_public_ok(&b->pub) && b->priv.size > 0, ALN_ERR_MALFORMED);
   return ALN_OK;
@@ -337,21 +325,6 @@ aln_status aln_tpm_ak_public(const char *data_dir, TPM2B_PUBLIC *out) {
 
 /* ---- quotes ------------------------------------------------------------------------ */
 
-static size_t bank_len(TPMI_ALG_HASH alg) {
-  switch (alg) {
-  case TPM2_ALG_SHA1:
-    return 20;
-  case TPM2_ALG_SHA256:
-    return 32;
-  case TPM2_ALG_SHA384:
-    return 48;
-  case TPM2_ALG_SHA512:
-    return 64;
-  default:
-    return 0;
-  }
-}
-
 /* selection_ok checks |sel| and counts its PCRs into *num. */
 static int selection_ok(const TPML_PCR_SELECTION *sel, size_t *num) {
   *num = 0;
@@ -359,7 +332,7 @@ static int selection_ok(const TPML_PCR_SELECTION *sel, size_t *num) {
     return 0;
   for (uint32_t i = 0; i < sel->count; i++) {
     const TPMS_PCR_SELECTION *s = &sel->pcrSelections[i];
-    if (bank_len(s->hash) == 0 || s->sizeofSelect == 0 || s->sizeofSelect > TPM2_PCR_SELECT_MAX)
+    if (aln_tpm_hash_len(s->hash) == 0 || s->sizeofSelect == 0 || s->sizeofSelect > TPM2_PCR_SELECT_MAX)
       return 0;
     for (uint32_t j = 0; j < i; j++)
       if (sel->pcrSelections[j].hash == s->hash)
@@ -419,7 +392,7 @@ static aln_status pcrs_read(struct attest *a, struct aln_tpm_quote *q, const TPM
       for (unsigned pcr = 0; pcr < 8u * s->sizeofSelect && pcr < 8u * TPM2_PCR_SELECT_MAX; pcr++) {
         if (!(s->pcrSelect[pcr / 8] & (1u << (pcr % 8))))
           continue;
-        if (bank == want->count || d >= digests->count || digests->digests[d].size != bank_len(s->hash) ||
+        if (bank == want->count || d >= digests->count || digests->digests[d].size != aln_tpm_hash_len(s->hash) ||
             !(left.pcrSelections[bank].pcrSelect[pcr / 8] & (1u << (pcr % 8)))) {
           Esys_Free(got);
           Esys_Free(digests);
