@@ -30,6 +30,7 @@
 
 #include "attestation/cs.h"
 #include "proto/base64.h"
+#include "tests/unit/test_files.h"
 
 #define OAK_NBF 1750688551
 #define OAK_EXP 1750692151
@@ -55,27 +56,11 @@ static const char *const stable[] = {"STABLE", NULL};
 
 /* --- fixtures -------------------------------------------------------------------- */
 
-static const char *data_path(const char *name) {
-  static char path[4096];
-  const char *file = __FILE__;
-  const char *cut = strstr(file, "tests/unit/attestation/");
-  assert_non_null(cut);
-  snprintf(path, sizeof(path), "%.*stests/data/attestation/confidential-space/%s", (int)(cut - file), file, name);
-  return path;
-}
-
-static char *slurp(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL)
-    return NULL;
-  char *buf = calloc(1, 65536);
-  size_t n = buf != NULL ? fread(buf, 1, 65535, f) : 0;
-  fclose(f);
-  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-    buf[--n] = '\0';
-  if (len != NULL)
-    *len = n;
-  return buf;
+/* The samples, as copied into tests/data (see its README for their provenance). */
+static char *sample(const char *name, size_t *len) {
+  char rel[256];
+  snprintf(rel, sizeof(rel), "data/attestation/%s/%s", "confidential-space", name);
+  return aln_test_slurp(__FILE__, rel, len, 1);
 }
 
 static char *b64url(const void *p, size_t n) {
@@ -172,9 +157,9 @@ static int group_setup(void **state) {
     binding[i] = (uint8_t)(0xa0 + i);
     sprintf(binding_hex + 2 * i, "%02x", binding[i]);
   }
-  oak_token = slurp(data_path("oak_cs_pki_amdsev_debug_2025-06-23.jwt"), &oak_len);
-  oak_root_pem = slurp(data_path("confidential_space_root.pem"), NULL);
-  other_root_pem = slurp(data_path("other_root_same_name.pem"), NULL);
+  oak_token = sample("oak_cs_pki_amdsev_debug_2025-06-23.jwt", &oak_len);
+  oak_root_pem = sample("confidential_space_root.pem", NULL);
+  other_root_pem = sample("other_root_same_name.pem", NULL);
   return oak_token != NULL && oak_root_pem != NULL && other_root_pem != NULL ? 0 : -1;
 }
 
@@ -346,7 +331,7 @@ static void test_oak_invalid_signature_twin_refused(void **state) {
   (void)state;
   struct aln_cs_policy p = oak_policy();
   struct aln_verify_ctx ctx = ctx_at(OAK_NBF + 1800, 0, false);
-  char *bad = slurp(data_path("oak_cs_pki_amdsev_INVALID_SIGNATURE.jwt"), NULL);
+  char *bad = sample("oak_cs_pki_amdsev_INVALID_SIGNATURE.jwt", NULL);
   assert_non_null(bad);
   refused(bad, &p, &ctx, ALN_ERR_ATTEST_SIG, "signature");
   free(bad);

@@ -23,6 +23,7 @@
 
 #include "attestation/jwt.h"
 #include "proto/base64.h"
+#include "tests/unit/test_files.h"
 
 #define OAK_NBF 1750688551
 #define OAK_EXP 1750692151
@@ -36,28 +37,11 @@ static size_t oak_len;
 
 /* --- fixtures -------------------------------------------------------------------- */
 
-static char *data_path(const char *name) {
-  /* tests/unit/attestation/jwt_test.c -> tests/data/attestation/confidential-space/ */
-  static char path[4096];
-  const char *file = __FILE__;
-  const char *cut = strstr(file, "tests/unit/attestation/");
-  assert_non_null(cut);
-  snprintf(path, sizeof(path), "%.*stests/data/attestation/confidential-space/%s", (int)(cut - file), file, name);
-  return path;
-}
-
-static char *slurp(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL)
-    return NULL;
-  char *buf = calloc(1, 65536);
-  size_t n = buf != NULL ? fread(buf, 1, 65535, f) : 0;
-  fclose(f);
-  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-    buf[--n] = '\0';
-  if (len != NULL)
-    *len = n;
-  return buf;
+/* The samples, as copied into tests/data (see its README for their provenance). */
+static char *sample(const char *name, size_t *len) {
+  char rel[256];
+  snprintf(rel, sizeof(rel), "data/attestation/%s/%s", "confidential-space", name);
+  return aln_test_slurp(__FILE__, rel, len, 1);
 }
 
 static char *b64url(const void *p, size_t n) {
@@ -125,8 +109,8 @@ static int group_setup(void **state) {
   if (key_a == NULL || key_b == NULL)
     return -1;
   jwks_a = jwks_of(key_a, "a");
-  oak_token = slurp(data_path("oak_cs_pki_amdsev_debug_2025-06-23.jwt"), &oak_len);
-  oak_root_pem = slurp(data_path("confidential_space_root.pem"), NULL);
+  oak_token = sample("oak_cs_pki_amdsev_debug_2025-06-23.jwt", &oak_len);
+  oak_root_pem = sample("confidential_space_root.pem", NULL);
   return oak_token != NULL && oak_root_pem != NULL ? 0 : -1;
 }
 
@@ -521,7 +505,7 @@ static void test_oak_invalid_signature_refused(void **state) {
   (void)state;
   struct aln_jwt_keys *k = keys_root(oak_root_pem);
   size_t len;
-  char *bad = slurp(data_path("oak_cs_pki_amdsev_INVALID_SIGNATURE.jwt"), &len);
+  char *bad = sample("oak_cs_pki_amdsev_INVALID_SIGNATURE.jwt", &len);
   assert_non_null(bad);
   expect_refused(bad, k, OAK_NBF + 60, ALN_ERR_ATTEST_SIG, "does not verify");
   free(bad);

@@ -15,6 +15,7 @@
 
 #include "attestation/local.h"
 #include "attestation/policy.h"
+#include "tests/unit/test_files.h"
 
 static aln_status parse(const char *yaml, char err[ALN_POLICY_ERR_MAX], struct aln_policy **out) {
   return aln_policy_parse(out, err, (const uint8_t *)yaml, strlen(yaml));
@@ -167,15 +168,6 @@ static void test_evidence_goes_to_its_kind_and_the_policy_decides(void **state) 
 #define OAK_DIGEST "sha256:313b8a83d3c8bfc9abcffee4f538424473e2705383a7e46f16d159faf0e5ef34"
 #define OAK_IAT 1750688551
 
-static const char *cs_data(const char *name) {
-  static char path[4096];
-  const char *file = __FILE__;
-  const char *cut = strstr(file, "tests/unit/attestation/");
-  assert_non_null(cut);
-  snprintf(path, sizeof(path), "%.*stests/data/attestation/confidential-space/%s", (int)(cut - file), file, name);
-  return path;
-}
-
 /* cs_policy writes a policy naming confidential-space with |debug| and |digest|. */
 static aln_status cs_policy(struct aln_policy **out, char err[ALN_POLICY_ERR_MAX], const char *debug,
                             const char *digest, const char *extra) {
@@ -196,7 +188,7 @@ static void test_confidential_space_section(void **state) {
   assert_false(aln_policy_names_kind(p, "local"));
   aln_policy_free(p);
   snprintf(extra, sizeof(extra), "    root_pem_file: %.500s\n    support_attributes: [STABLE]\n",
-           cs_data("confidential_space_root.pem"));
+           aln_test_path(__FILE__, "data/attestation/confidential-space/confidential_space_root.pem"));
   assert_int_equal(cs_policy(&p, err, "false", OAK_DIGEST, extra), ALN_OK);
   aln_policy_free(p);
 
@@ -234,13 +226,10 @@ static void test_confidential_space_token_through_the_policy(void **state) {
   struct aln_policy *p = NULL;
   struct aln_claims c;
   struct aln_refusal why;
-  FILE *f = fopen(cs_data("oak_cs_pki_amdsev_debug_2025-06-23.jwt"), "rb");
-  assert_non_null(f);
-  uint8_t tok[16384];
-  size_t len = fread(tok, 1, sizeof(tok), f);
-  fclose(f);
-  while (len > 0 && (tok[len - 1] == '\n' || tok[len - 1] == '\r'))
-    len--;
+  size_t len = 0;
+  uint8_t *tok = (uint8_t *)aln_test_slurp(
+      __FILE__, "data/attestation/confidential-space/oak_cs_pki_amdsev_debug_2025-06-23.jwt", &len, 1);
+  assert_non_null(tok);
   struct aln_verify_ctx ctx = {.now = OAK_IAT + 60, .max_skew_s = 60};
 
   assert_int_equal(cs_policy(&p, err, "true", OAK_DIGEST, ""), ALN_OK);
@@ -265,31 +254,13 @@ static void test_confidential_space_token_through_the_policy(void **state) {
   /* The policy names confidential-space only: the same token under "local" is refused by kind. */
   assert_int_equal(aln_evidence_verify(&c, &why, p, "local", tok, len, &ctx), ALN_ERR_ATTEST_KIND);
   aln_policy_free(p);
+  free(tok);
 }
 
 /* ---- sev-snp and tpm ------------------------------------------------------------- */
 
 #define MILAN_MEASUREMENT                                                                                              \
   "b07af9620f3b839b47996422ddec6058338951d984e312115131ea82705eaf5b6bdf8a9ece31a5a608eb0cf2e4872b01"
-
-static const char *data(const char *sub) {
-  static char path[4096];
-  const char *file = __FILE__;
-  const char *cut = strstr(file, "tests/unit/attestation/");
-  assert_non_null(cut);
-  snprintf(path, sizeof(path), "%.*stests/%s", (int)(cut - file), file, sub);
-  return path;
-}
-
-static uint8_t *slurp_bin(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  assert_non_null(f);
-  uint8_t *buf = malloc(1 << 16);
-  assert_non_null(buf);
-  *len = fread(buf, 1, 1 << 16, f);
-  fclose(f);
-  return buf;
-}
 
 static void test_snp_and_tpm_sections(void **state) {
   (void)state;
@@ -343,8 +314,9 @@ static void test_snp_and_tpm_evidence_through_the_policy(void **state) {
   struct aln_claims c;
   struct aln_refusal why;
   size_t len = 0, vlen = 0;
-  uint8_t *report = slurp_bin(data("data/attestation/sev-snp/gosevguest_milan_report.bin"), &len);
-  uint8_t *cert = slurp_bin(data("data/attestation/sev-snp/gosevguest_milan_vcek.der"), &vlen);
+  uint8_t *report =
+      (uint8_t *)aln_test_slurp(__FILE__, "data/attestation/sev-snp/gosevguest_milan_report.bin", &len, 0);
+  uint8_t *cert = (uint8_t *)aln_test_slurp(__FILE__, "data/attestation/sev-snp/gosevguest_milan_vcek.der", &vlen, 0);
   assert_non_null(mkdtemp(dir));
   snprintf(vcek, sizeof(vcek), "%s/vcek.der", dir);
   FILE *f = fopen(vcek, "wb");
@@ -381,7 +353,7 @@ static void test_snp_and_tpm_evidence_through_the_policy(void **state) {
   free(cert);
   free(report);
 
-  uint8_t *quote = slurp_bin(data("fuzz/corpus/tpm_attest/tpm2-quote-ecdsa"), &len);
+  uint8_t *quote = (uint8_t *)aln_test_slurp(__FILE__, "fuzz/corpus/tpm_attest/tpm2-quote-ecdsa", &len, 0);
   assert_int_equal(parse("version: 1\nkinds:\n  tpm:\n    ak_names: [000b00112233445566778899aabbccddeeff00112233"
                          "445566778899aabbccddeeff]\n    pcrs: [{bank: sha256, index: 16, values: ["
                          "0000000000000000000000000000000000000000000000000000000000000000]}]\n",
@@ -406,7 +378,7 @@ static void test_nitro_section_and_the_real_document(void **state) {
   struct aln_claims c;
   struct aln_refusal why;
   size_t len = 0;
-  uint8_t *doc = slurp_bin(data("data/attestation/nitro/evervault_ga_2023-09-18.bin"), &len);
+  uint8_t *doc = (uint8_t *)aln_test_slurp(__FILE__, "data/attestation/nitro/evervault_ga_2023-09-18.bin", &len, 0);
   struct aln_verify_ctx ctx = {.now = 1695049410};
 
   assert_int_equal(parse("version: 1\nkinds:\n  aws-nitro:\n    pcrs:\n      - {index: 3, values: [" NITRO_PCR3
@@ -435,7 +407,7 @@ static void test_nitro_section_and_the_real_document(void **state) {
   snprintf(extra, sizeof(extra),
            "version: 1\nkinds:\n  aws-nitro:\n    pcrs: [{index: 3, values: [" NITRO_PCR3 "]}]\n    allow_debug: "
            "true\n    root_pem_file: %.400s\n",
-           data("data/attestation/confidential-space/confidential_space_root.pem"));
+           aln_test_path(__FILE__, "data/attestation/confidential-space/confidential_space_root.pem"));
   assert_int_equal(parse(extra, err, &p), ALN_OK);
   assert_int_equal(aln_evidence_verify(&c, &why, p, "aws-nitro", doc, len, &ctx), ALN_ERR_ATTEST_CHAIN);
   aln_policy_free(p);
