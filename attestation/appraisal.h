@@ -39,6 +39,11 @@ struct aln_verify_ctx {
    * is signed by it; other kinds carry it inside the binding. NULL if unknown. */
   const uint8_t *signing_key;
   size_t signing_key_len;
+  /* TPM attestation keys (34-byte SHA-256 names, back to back) the host has tied
+   * to a manufacturer-certified EK by credential activation on this channel; the
+   * tpm kind trusts them beside the ones its policy pins. */
+  const uint8_t *tpm_ak_names;
+  size_t num_tpm_ak_names;
 };
 
 /* The appraised claims of evidence that verified. */

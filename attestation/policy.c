@@ -39,6 +39,7 @@ struct aln_policy {
   struct aln_snp_policy snp;
   int has_tpm;
   struct aln_tpm_policy tpm;
+  const char *tpm_ek_roots; /* PEM anchors for EK certificates (AK enrollment by activation), or NULL */
   int has_nitro;
   struct aln_nitro_policy nitro;
   /* Everything the kinds' structs point to, freed with the policy. */
@@ -446,18 +447,24 @@ static aln_status parse_snp(struct walk *w, const yaml_node_t *sec, struct aln_p
 }
 
 /*   tpm:
- *     ak_names: [<68 hex>, ...]      # the enrolled attestation keys (TPM names, SHA-256)
+ *     ak_names: [<68 hex>, ...]      # attestation keys pinned at enrollment (TPM names, SHA-256)
+ *     ek_ca_file: FILE               # and/or: EK manufacturer CA(s), PEM; an AK whose EK
+ *                                    # certificate chains to one is enrolled by credential activation
  *     pcrs:                          # each quoted PCR named here must hold an allowed value
  *       - {bank: sha256, index: 7, values: [<64 hex>, ...]} */
 static aln_status parse_tpm(struct walk *w, const yaml_node_t *sec, struct aln_policy *p) {
-  static const char *const known[] = {"ak_names", "pcrs", NULL};
+  static const char *const known[] = {"ak_names", "ek_ca_file", "pcrs", NULL};
   static const char *const pcr_known[] = {"bank", "index", "values", NULL};
   const char *path = "kinds.tpm";
   uint8_t *names = NULL;
   size_t num_names = 0;
   ALN_GUARD(check_map(w, sec, path, known));
-  ALN_GUARD(get_hex_list(w, p, sec, "ak_names", path, 34, &names, &num_names));
-  TPM2B_NAME *ak = calloc(num_names, sizeof(*ak));
+  ALN_GUARD(get_file(w, p, sec, "ek_ca_file", path, &p->tpm_ek_roots));
+  if (p->tpm_ek_roots != NULL && strstr(p->tpm_ek_roots, "-----BEGIN CERTIFICATE-----") == NULL)
+    return say(w, map_get(w, sec, "ek_ca_file"), ALN_ERR_USAGE, "%s.ek_ca_file holds no PEM certificate", path);
+  if (map_get(w, sec, "ak_names") != NULL || p->tpm_ek_roots == NULL)
+    ALN_GUARD(get_hex_list(w, p, sec, "ak_names", path, ALN_TPM_AK_NAME_LEN, &names, &num_names));
+  TPM2B_NAME *ak = calloc(num_names + 1, sizeof(*ak));
   ALN_GUARD(own(p, ak));
   for (size_t i = 0; i < num_names; i++) {
     ak[i].size = 34;
@@ -789,4 +796,18 @@ aln_status aln_evidence_verify(struct aln_claims *out, struct aln_refusal *why, 
   if (strcmp(kind, ALN_NITRO_KIND) == 0)
     return aln_nitro_verify(out, why, ev, ev_len, &p->nitro, ctx);
   return aln_refuse(why, ALN_ERR_ATTEST_KIND, "evidence kind '%.32s' is not verified by this build", kind);
+}
+
+const char *aln_policy_tpm_ek_roots(const struct aln_policy *p) {
+  return p != NULL && p->has_tpm ? p->tpm_ek_roots : NULL;
+}
+
+int aln_policy_tpm_ak_pinned(const struct aln_policy *p, const uint8_t name[ALN_POLICY_AK_NAME_LEN]) {
+  if (p == NULL || !p->has_tpm || name == NULL)
+    return 0;
+  for (size_t i = 0; i < p->tpm.num_ak_names; i++)
+    if (p->tpm.ak_names[i].size == ALN_POLICY_AK_NAME_LEN &&
+        memcmp(p->tpm.ak_names[i].name, name, ALN_POLICY_AK_NAME_LEN) == 0)
+      return 1;
+  return 0;
 }

@@ -51,6 +51,15 @@ void aln_policy_free(struct aln_policy *p);
 /* aln_policy_names_kind says whether |kind| has a section in |p|. */
 int aln_policy_names_kind(const struct aln_policy *p, const char *kind);
 
+/* For the tpm kind's AK enrollment by credential activation (host side):
+ * aln_policy_tpm_ek_roots returns the PEM anchors EK certificates must chain to
+ * (the policy's kinds.tpm.ek_ca_file), NULL if the policy enrolls AKs only by
+ * pinning; aln_policy_tpm_ak_pinned says whether the AK named |name| (a 34-byte
+ * SHA-256 TPM name) is pinned in the policy. */
+#define ALN_POLICY_AK_NAME_LEN 34
+const char *aln_policy_tpm_ek_roots(const struct aln_policy *p);
+int aln_policy_tpm_ak_pinned(const struct aln_policy *p, const uint8_t name[ALN_POLICY_AK_NAME_LEN]);
+
 /* aln_evidence_verify appraises |ev| of evidence kind |kind| under |p|: the kind
  * must be named in the policy (else ALN_ERR_ATTEST_KIND) and its verifier must
  * accept the evidence (attestation/appraisal.h). */

@@ -430,18 +430,27 @@ aln_status aln_tpm_name(TPM2B_NAME *out, const TPM2B_PUBLIC *pub) {
 
 /* ---- verification -------------------------------------------------------------- */
 
-static int name_enrolled(const TPM2B_NAME *name, const struct aln_tpm_policy *policy) {
+/* name_enrolled says whether the AK |name| is pinned in the policy or was tied by
+ * the host to a certified EK by credential activation (ctx->tpm_ak_names). */
+static int name_enrolled(const TPM2B_NAME *name, const struct aln_tpm_policy *policy,
+                         const struct aln_verify_ctx *ctx) {
   for (size_t i = 0; i < policy->num_ak_names; i++) {
     const TPM2B_NAME *n = &policy->ak_names[i];
     if (n->size == name->size && CRYPTO_memcmp(n->name, name->name, name->size) == 0)
+      return 1;
+  }
+  for (size_t i = 0; i < ctx->num_tpm_ak_names; i++) {
+    if (name->size == ALN_TPM_AK_NAME_LEN &&
+        CRYPTO_memcmp(ctx->tpm_ak_names + i * ALN_TPM_AK_NAME_LEN, name->name, ALN_TPM_AK_NAME_LEN) == 0)
       return 1;
   }
   return 0;
 }
 
 /* policy_ok checks the policy itself: a caller's error, not the evidence's. */
-static int policy_ok(const struct aln_tpm_policy *p) {
-  if (p->num_ak_names == 0 || p->ak_names == NULL || p->num_pcrs == 0 || p->pcrs == NULL)
+static int policy_ok(const struct aln_tpm_policy *p, const struct aln_verify_ctx *ctx) {
+  if ((p->num_ak_names == 0 && ctx->num_tpm_ak_names == 0) || (p->num_ak_names > 0 && p->ak_names == NULL) ||
+      (ctx->num_tpm_ak_names > 0 && ctx->tpm_ak_names == NULL) || p->num_pcrs == 0 || p->pcrs == NULL)
     return 0;
   for (size_t i = 0; i < p->num_ak_names; i++)
     if (p->ak_names[i].size > sizeof(p->ak_names[i].name))
@@ -694,7 +703,7 @@ aln_status aln_tpm_quote_verify(struct aln_claims *out, struct aln_refusal *why,
   if (out == NULL || (ev == NULL && len > 0) || policy == NULL || ctx == NULL ||
       (ctx->nonce == NULL && ctx->nonce_len > 0))
     return aln_refuse(why, ALN_ERR_USAGE, "tpm verifier called with missing arguments");
-  if (!policy_ok(policy))
+  if (!policy_ok(policy, ctx))
     return aln_refuse(why, ALN_ERR_USAGE, "tpm policy must name at least one AK and one PCR, each well formed");
   /* The cap comes first: nothing larger is even looked at. */
   if (len > ALN_TPM_QUOTE_MAX)
@@ -717,7 +726,7 @@ aln_status aln_tpm_quote_verify(struct aln_claims *out, struct aln_refusal *why,
     st = aln_refuse(why, st, "cannot compute the AK's name");
     goto out;
   }
-  if (!name_enrolled(&name, policy)) {
+  if (!name_enrolled(&name, policy, ctx)) {
     char hex[2 * sizeof(name.name) + 1];
     if (aln_hex_encode(hex, sizeof(hex), name.name, name.size) != ALN_OK)
       hex[0] = '\0';

@@ -36,6 +36,7 @@
 #include "proto/status.h"
 
 #define ALN_TPM_QUOTE_KIND "tpm"
+#define ALN_TPM_AK_NAME_LEN 34 /* a SHA-256 TPM name: nameAlg (2) || digest (32) */
 #define ALN_TPM_QUOTE_MAGIC "ALNTPMQ1"
 #define ALN_TPM_QUOTE_MAGIC_LEN 8
 /* A quote over 24 PCRs in 4 banks with an RSA-4096 AK is under 5 KiB. */

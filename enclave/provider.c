@@ -11,6 +11,9 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <stdlib.h>
+#include <tss2/tss2_mu.h>
+
 #include "attestation/local.h"
 #include "enclave/provider_tpm.h"
 #include "enclave/tpm_attest.h"
@@ -82,6 +85,41 @@ static aln_status tpm_evidence(uint8_t **out, size_t *out_len, const char *data_
   return aln_tpm_quote_make(data_dir, out, out_len, binding, &sel);
 }
 
+static aln_status tpm_enroll_info(uint8_t **ek_cert, size_t *ek_cert_len, uint8_t **ak_public, size_t *ak_public_len,
+                                  const char *data_dir) {
+  TPM2B_PUBLIC ak;
+  uint8_t buf[sizeof(TPM2B_PUBLIC)];
+  size_t len = 0;
+  *ek_cert = *ak_public = NULL;
+  ALN_GUARD(aln_tpm_ak_public(data_dir, &ak));
+  ALN_ENSURE(Tss2_MU_TPM2B_PUBLIC_Marshal(&ak, buf, sizeof(buf), &len) == TSS2_RC_SUCCESS, ALN_ERR_INTERNAL);
+  ALN_GUARD(aln_tpm_ek_cert_read(ek_cert, ek_cert_len, TPM2_ALG_RSA));
+  *ak_public = malloc(len);
+  if (*ak_public == NULL) {
+    free(*ek_cert);
+    *ek_cert = NULL;
+    return ALN_ERR_NOMEM;
+  }
+  memcpy(*ak_public, buf, len);
+  *ak_public_len = len;
+  return ALN_OK;
+}
+
+static aln_status tpm_activate(struct aln_secret *out, const char *data_dir, const uint8_t *blob, size_t blob_len,
+                               const uint8_t *seed, size_t seed_len) {
+  TPM2B_ID_OBJECT b = {0}; /* the unmarshallers want empty destinations */
+  TPM2B_ENCRYPTED_SECRET e = {0};
+  size_t off = 0;
+  memset(out, 0, sizeof(*out));
+  /* Untrusted bytes from the host: each must unmarshal to exactly its length. */
+  ALN_ENSURE(Tss2_MU_TPM2B_ID_OBJECT_Unmarshal(blob, blob_len, &off, &b) == TSS2_RC_SUCCESS && off == blob_len,
+             ALN_ERR_MALFORMED);
+  off = 0;
+  ALN_ENSURE(Tss2_MU_TPM2B_ENCRYPTED_SECRET_Unmarshal(seed, seed_len, &off, &e) == TSS2_RC_SUCCESS && off == seed_len,
+             ALN_ERR_MALFORMED);
+  return aln_tpm_ak_activate(data_dir, out, TPM2_ALG_RSA, &b, &e);
+}
+
 static const struct aln_provider providers[] = {
     {.name = "local",
      .evidence_kind = "local",
@@ -98,7 +136,9 @@ static const struct aln_provider providers[] = {
      .kek_install = aln_tpm_kek_install,
      .kek_read = aln_tpm_kek_read,
      .evidence = tpm_evidence,
-     .counter_new = aln_tpm_counter_new},
+     .counter_new = aln_tpm_counter_new,
+     .tpm_enroll_info = tpm_enroll_info,
+     .tpm_activate = tpm_activate},
 };
 
 const struct aln_provider *aln_provider_find(const char *name) {

@@ -41,6 +41,14 @@ struct aln_provider {
    * can lower, returns it for the rollback check (aln_epoch_counter_guard); NULL if
    * it has none, and the epoch file alone guards against rollback. */
   aln_status (*counter_new)(struct aln_epoch_counter **out);
+  /* For AK enrollment by credential activation (tpm only; NULL elsewhere):
+   * tpm_enroll_info returns the EK certificate (DER) and the AK's marshalled
+   * TPM2B_PUBLIC in new buffers (free with free()); tpm_activate runs
+   * TPM2_ActivateCredential on the marshalled blob and seed into |out|. */
+  aln_status (*tpm_enroll_info)(uint8_t **ek_cert, size_t *ek_cert_len, uint8_t **ak_public, size_t *ak_public_len,
+                                const char *data_dir);
+  aln_status (*tpm_activate)(struct aln_secret *out, const char *data_dir, const uint8_t *blob, size_t blob_len,
+                             const uint8_t *seed, size_t seed_len);
 };
 
 /* aln_provider_find returns the provider named |name| or NULL if none. */

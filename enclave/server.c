@@ -456,9 +456,54 @@ struct rpc {
   aln_status (*handler)(struct conn *c, const Aileron__V1__Request *req);
 };
 
+/* handle_tpm_enroll_info answers with the EK certificate and the AK's public area,
+ * for a host that enrolls the AK by credential activation. Nothing secret. */
+static aln_status handle_tpm_enroll_info(struct conn *c, const Aileron__V1__Request *req) {
+  (void)req;
+  ALN_ENSURE(c->srv->provider->tpm_enroll_info != NULL, ALN_ERR_UNEXPECTED); /* not a tpm enclave */
+  uint8_t *cert = NULL, *ak = NULL;
+  size_t cert_len = 0, ak_len = 0;
+  ALN_GUARD(c->srv->provider->tpm_enroll_info(&cert, &cert_len, &ak, &ak_len, c->srv->data_dir));
+  Aileron__V1__TpmEnrollInfoResponse r = AILERON__V1__TPM_ENROLL_INFO_RESPONSE__INIT;
+  r.ek_certificate.data = cert;
+  r.ek_certificate.len = cert_len;
+  r.ak_public.data = ak;
+  r.ak_public.len = ak_len;
+  Aileron__V1__Response resp = AILERON__V1__RESPONSE__INIT;
+  resp.body_case = AILERON__V1__RESPONSE__BODY_TPM_ENROLL_INFO;
+  resp.tpm_enroll_info = &r;
+  aln_status st = send_ok(c, &resp);
+  free(cert);
+  free(ak);
+  return st;
+}
+
+/* handle_tpm_activate runs TPM2_ActivateCredential on the host's blob: the TPM
+ * releases the credential only to the AK it was made for, beside the EK it was
+ * encrypted to. */
+static aln_status handle_tpm_activate(struct conn *c, const Aileron__V1__Request *req) {
+  const Aileron__V1__TpmActivateRequest *a = req->tpm_activate;
+  ALN_ENSURE(c->srv->provider->tpm_activate != NULL, ALN_ERR_UNEXPECTED);
+  ALN_ENSURE(a != NULL, ALN_ERR_USAGE);
+  struct aln_secret cred = {0};
+  ALN_GUARD(c->srv->provider->tpm_activate(&cred, c->srv->data_dir, a->credential_blob.data, a->credential_blob.len,
+                                           a->encrypted_secret.data, a->encrypted_secret.len));
+  Aileron__V1__TpmActivateResponse r = AILERON__V1__TPM_ACTIVATE_RESPONSE__INIT;
+  r.credential.data = cred.p;
+  r.credential.len = cred.len;
+  Aileron__V1__Response resp = AILERON__V1__RESPONSE__INIT;
+  resp.body_case = AILERON__V1__RESPONSE__BODY_TPM_ACTIVATE;
+  resp.tpm_activate = &r;
+  aln_status st = send_ok(c, &resp);
+  aln_secret_free(&cred);
+  return st;
+}
+
 static const struct rpc rpcs[] = {
     {AILERON__V1__REQUEST__BODY_HEALTH, 0, ALN_OK, handle_health},
     {AILERON__V1__REQUEST__BODY_ATTEST, STATE_ENROLLED, ALN_ERR_NOT_ENROLLED, handle_attest},
+    {AILERON__V1__REQUEST__BODY_TPM_ENROLL_INFO, STATE_ENROLLED, ALN_ERR_NOT_ENROLLED, handle_tpm_enroll_info},
+    {AILERON__V1__REQUEST__BODY_TPM_ACTIVATE, STATE_ENROLLED, ALN_ERR_NOT_ENROLLED, handle_tpm_activate},
     {AILERON__V1__REQUEST__BODY_PUT_CREDENTIAL, STATE_ENROLLED | STATE_ATTESTED, ALN_ERR_NOT_ATTESTED, handle_put},
     {AILERON__V1__REQUEST__BODY_LIST_CREDENTIALS, STATE_ENROLLED | STATE_ATTESTED, ALN_ERR_NOT_ATTESTED, handle_list},
     {AILERON__V1__REQUEST__BODY_REVOKE_CREDENTIAL, STATE_ENROLLED | STATE_ATTESTED, ALN_ERR_NOT_ATTESTED,

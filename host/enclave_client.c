@@ -13,9 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <tss2/tss2_mu.h>
 #include <unistd.h>
 
 #include "attestation/binding.h"
+#include "attestation/tpm_cred.h"
+#include "attestation/tpm_quote.h"
 #include "proto/base64.h"
 #include "proto/channel.h"
 #include "proto/keyfile.h"
@@ -25,7 +28,8 @@
 #define CONNECT_TIMEOUT_MS 5000
 #define IO_TIMEOUT_S 90
 
-#define CLOCK_SKEW_S 300 /* tolerated between the enclave's platform clocks and ours */
+#define CLOCK_SKEW_S 300   /* tolerated between the enclave's platform clocks and ours */
+#define AK_ENROLLED_MAX 16 /* TPM AKs enrolled by credential activation, kept for the daemon's life */
 
 /* One attested connection of the pool; its mutex is held for a whole exchange. */
 struct conn {
@@ -45,6 +49,9 @@ struct aln_enclave_client {
   pthread_mutex_t status_mu; /* guards the two below */
   json_t *last_claims;       /* of the last appraisal that passed, for `aileron enclave status` */
   int64_t last_verified_at;  /* unix seconds */
+  /* TPM AKs this client tied to a certified EK by credential activation (also under status_mu). */
+  uint8_t ak_names[AK_ENROLLED_MAX][ALN_TPM_AK_NAME_LEN];
+  size_t num_ak_names;
 };
 
 /* What one Attest exchange produced, for callers that keep it. */
@@ -73,6 +80,127 @@ static void disconnect(struct conn *k) {
   ERR_clear_error();
 }
 
+/* rpc sends |req| on |ssl| and receives an answer of body |want|; its status if
+ * the enclave refused. */
+static aln_status rpc(SSL *ssl, Aileron__V1__Response **out, Aileron__V1__Request *req,
+                      Aileron__V1__Response__BodyCase want) {
+  req->version = AILERON__V1__PROTOCOL_VERSION__PROTOCOL_VERSION_1;
+  ALN_GUARD(aln_channel_send_request(ssl, req));
+  ALN_GUARD(aln_channel_recv_response(ssl, out));
+  if ((*out)->status != ALN_OK)
+    return (aln_status)(*out)->status;
+  return (*out)->body_case == want ? ALN_OK : ALN_ERR_MALFORMED;
+}
+
+static int ak_known(struct aln_enclave_client *c, const TPM2B_NAME *name) {
+  int known = 0;
+  pthread_mutex_lock(&c->status_mu);
+  for (size_t i = 0; i < c->num_ak_names && !known; i++)
+    known = CRYPTO_memcmp(c->ak_names[i], name->name, ALN_TPM_AK_NAME_LEN) == 0;
+  pthread_mutex_unlock(&c->status_mu);
+  return known;
+}
+
+/* tpm_activate ties the AK that signed the quote |ev| to the enclave's TPM by
+ * credential activation (attestation/tpm_cred.h), when the policy enrolls AKs that
+ * way and the AK is neither pinned nor enrolled already: the EK certificate must
+ * chain to the policy's CA, the AK the enclave names must be the quote's, and the
+ * enclave's TPM must give back the secret sealed to that EK and that AK's name.
+ * Only then is the AK trusted, for this daemon's life. */
+static aln_status tpm_activate(struct aln_enclave_client *c, SSL *ssl, const uint8_t *ev, size_t ev_len) {
+  aln_status st = ALN_ERR_INTERNAL;
+  const char *roots = aln_policy_tpm_ek_roots(c->policy);
+  struct aln_tpm_quote *q = NULL;
+  Aileron__V1__Response *resp = NULL;
+  EVP_PKEY *ek = NULL;
+  TPM2B_NAME name, named;
+  TPM2B_PUBLIC ak = {0};
+  TPM2B_ID_OBJECT blob;
+  TPM2B_ENCRYPTED_SECRET seed;
+  uint8_t secret[32], blob_buf[sizeof(blob)], seed_buf[sizeof(seed)];
+  size_t blob_len = 0, seed_len = 0, off = 0;
+  struct aln_refusal why = {0};
+
+  if (roots == NULL)
+    return ALN_OK; /* AKs are pinned in the policy, or refused */
+  q = calloc(1, sizeof(*q));
+  ALN_ENSURE(q != NULL, ALN_ERR_NOMEM);
+  /* The quote is not trusted yet: only its AK's name is taken, to look it up. */
+  if (aln_tpm_quote_decode(q, ev, ev_len) != ALN_OK || aln_tpm_name(&name, &q->ak) != ALN_OK ||
+      name.size != ALN_TPM_AK_NAME_LEN) {
+    st = ALN_OK; /* malformed: the verifier refuses it with the reason */
+    goto out;
+  }
+  if (aln_policy_tpm_ak_pinned(c->policy, name.name) || ak_known(c, &name)) {
+    st = ALN_OK;
+    goto out;
+  }
+  Aileron__V1__TpmEnrollInfoRequest ir = AILERON__V1__TPM_ENROLL_INFO_REQUEST__INIT;
+  Aileron__V1__Request req = AILERON__V1__REQUEST__INIT;
+  req.body_case = AILERON__V1__REQUEST__BODY_TPM_ENROLL_INFO;
+  req.tpm_enroll_info = &ir;
+  ALN_GUARD_GOTO(st, rpc(ssl, &resp, &req, AILERON__V1__RESPONSE__BODY_TPM_ENROLL_INFO), out);
+  const Aileron__V1__TpmEnrollInfoResponse *info = resp->tpm_enroll_info;
+  ALN_ENSURE_GOTO(st,
+                  Tss2_MU_TPM2B_PUBLIC_Unmarshal(info->ak_public.data, info->ak_public.len, &off, &ak) ==
+                          TSS2_RC_SUCCESS &&
+                      off == info->ak_public.len,
+                  ALN_ERR_ATTEST_MALFORMED, out);
+  ALN_ENSURE_GOTO(st, aln_tpm_ak_public_ok(&ak) && aln_tpm_name(&named, &ak) == ALN_OK, ALN_ERR_ATTEST_CHAIN, out);
+  if (named.size != name.size || CRYPTO_memcmp(named.name, name.name, name.size) != 0) {
+    why.status = ALN_ERR_ATTEST_CHAIN;
+    snprintf(why.why, sizeof(why.why), "the AK offered for enrollment is not the one that signed the quote");
+    st = ALN_ERR_ATTEST_CHAIN;
+    goto out;
+  }
+  st = aln_tpm_ek_cert_verify(&ek, &why, info->ek_certificate.data, info->ek_certificate.len, roots, NULL,
+                              (int64_t)time(NULL));
+  if (st != ALN_OK)
+    goto out;
+  ALN_ENSURE_GOTO(st, RAND_bytes(secret, sizeof(secret)) == 1, ALN_ERR_CRYPTO, out);
+  ALN_GUARD_GOTO(st, aln_tpm_make_credential(&blob, &seed, ek, &name, secret, sizeof(secret)), out);
+  ALN_ENSURE_GOTO(st,
+                  Tss2_MU_TPM2B_ID_OBJECT_Marshal(&blob, blob_buf, sizeof(blob_buf), &blob_len) == TSS2_RC_SUCCESS &&
+                      Tss2_MU_TPM2B_ENCRYPTED_SECRET_Marshal(&seed, seed_buf, sizeof(seed_buf), &seed_len) ==
+                          TSS2_RC_SUCCESS,
+                  ALN_ERR_INTERNAL, out);
+  aileron__v1__response__free_unpacked(resp, NULL);
+  resp = NULL;
+  Aileron__V1__TpmActivateRequest ar = AILERON__V1__TPM_ACTIVATE_REQUEST__INIT;
+  ar.credential_blob.data = blob_buf;
+  ar.credential_blob.len = blob_len;
+  ar.encrypted_secret.data = seed_buf;
+  ar.encrypted_secret.len = seed_len;
+  req.body_case = AILERON__V1__REQUEST__BODY_TPM_ACTIVATE;
+  req.tpm_activate = &ar;
+  st = rpc(ssl, &resp, &req, AILERON__V1__RESPONSE__BODY_TPM_ACTIVATE);
+  if (st != ALN_OK || resp->tpm_activate->credential.len != sizeof(secret) ||
+      CRYPTO_memcmp(resp->tpm_activate->credential.data, secret, sizeof(secret)) != 0) {
+    why.status = ALN_ERR_ATTEST_CHAIN;
+    snprintf(why.why, sizeof(why.why), "the enclave's TPM did not activate the credential (%s)",
+             aln_status_name(st != ALN_OK ? st : ALN_ERR_ATTEST_CHAIN));
+    st = ALN_ERR_ATTEST_CHAIN;
+    goto out;
+  }
+  pthread_mutex_lock(&c->status_mu);
+  if (c->num_ak_names < AK_ENROLLED_MAX)
+    memcpy(c->ak_names[c->num_ak_names++], name.name, ALN_TPM_AK_NAME_LEN);
+  pthread_mutex_unlock(&c->status_mu);
+  fprintf(stderr, "aileron: enrolled the enclave's TPM attestation key by credential activation (its EK "
+                  "certificate chains to the policy's CA)\n");
+  st = ALN_OK;
+out:
+  if (st != ALN_OK)
+    fprintf(stderr, "aileron: TPM attestation key enrollment refused: %s (%s)\n",
+            why.why[0] != '\0' ? why.why : aln_strerror(st), aln_status_name(st));
+  OPENSSL_cleanse(secret, sizeof(secret));
+  EVP_PKEY_free(ek);
+  if (resp != NULL)
+    aileron__v1__response__free_unpacked(resp, NULL);
+  free(q);
+  return st;
+}
+
 /* verify_evidence appraises the enclave's answer to our Attest on |ssl| under the
  * policy, with the binding recomputed from this side of the connection as the
  * nonce the evidence must carry. On success *claims_out (may be NULL) receives the
@@ -85,12 +213,21 @@ static aln_status verify_evidence(struct aln_enclave_client *c, SSL *ssl, const 
   ALN_GUARD(aln_tls_exporter(exporter, ssl));
   ALN_GUARD(aln_binding_compute(binding, nonce, ALN_HOST_NONCE_LEN, exporter, ar->signing_public_key.data,
                                 ar->signing_public_key.len));
+  if (strcmp(ar->evidence_kind, ALN_TPM_QUOTE_KIND) == 0)
+    ALN_GUARD(tpm_activate(c, ssl, ar->evidence.data, ar->evidence.len));
+  uint8_t ak_names[AK_ENROLLED_MAX][ALN_TPM_AK_NAME_LEN];
+  pthread_mutex_lock(&c->status_mu);
+  size_t num_ak = c->num_ak_names;
+  memcpy(ak_names, c->ak_names, sizeof(ak_names));
+  pthread_mutex_unlock(&c->status_mu);
   struct aln_verify_ctx ctx = {.nonce = binding,
                                .nonce_len = sizeof(binding),
                                .now = (int64_t)time(NULL),
                                .max_skew_s = CLOCK_SKEW_S,
                                .signing_key = ar->signing_public_key.data,
-                               .signing_key_len = ar->signing_public_key.len};
+                               .signing_key_len = ar->signing_public_key.len,
+                               .tpm_ak_names = ak_names[0],
+                               .num_tpm_ak_names = num_ak};
   struct aln_claims claims;
   struct aln_refusal why;
   aln_status st =
