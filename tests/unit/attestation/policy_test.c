@@ -278,6 +278,24 @@ static void test_snp_and_tpm_sections(void **state) {
   assert_true(aln_policy_names_kind(p, "tpm"));
   aln_policy_free(p);
 
+  /* AKs by credential activation: the EK's CA instead of pinned names. */
+  char yaml[1024];
+  snprintf(yaml, sizeof(yaml),
+           "version: 1\nkinds:\n  tpm:\n    ek_ca_file: %.500s\n    pcrs: [{bank: sha256, index: 7, values: ["
+           "0000000000000000000000000000000000000000000000000000000000000000]}]\n",
+           aln_test_path(__FILE__, "data/attestation/sev-snp/amd_milan_ask_ark.pem"));
+  assert_int_equal(parse(yaml, err, &p), ALN_OK);
+  assert_non_null(aln_policy_tpm_ek_roots(p));
+  static const uint8_t some_name[ALN_POLICY_AK_NAME_LEN] = {0, 0x0b};
+  assert_false(aln_policy_tpm_ak_pinned(p, some_name));
+  aln_policy_free(p);
+  refused("version: 1\nkinds:\n  tpm:\n    ek_ca_file: /etc/hostname\n    pcrs: [{bank: sha256, index: 7, values: ["
+          "0000000000000000000000000000000000000000000000000000000000000000]}]\n",
+          ALN_ERR_USAGE, "ek_ca_file holds no PEM certificate");
+  refused("version: 1\nkinds:\n  tpm:\n    pcrs: [{bank: sha256, index: 7, values: ["
+          "0000000000000000000000000000000000000000000000000000000000000000]}]\n",
+          ALN_ERR_USAGE, "kinds.tpm.ak_names is required");
+
   refused("version: 1\nkinds:\n  sev-snp:\n    product: Naples\n    measurements: [" MILAN_MEASUREMENT "]\n",
           ALN_ERR_USAGE, "product must be Milan, Genoa or Turin");
   refused("version: 1\nkinds:\n  sev-snp:\n    product: Milan\n    measurements: [b07a]\n", ALN_ERR_USAGE,
