@@ -1100,6 +1100,19 @@ void aln_escrow_free(struct aln_escrow *esc) {
 
 static aln_status audit_insert(struct aln_escrow *esc, const struct aln_audit_event *ev);
 
+/* write_end_meta ends a custody write as write_end does and, only if it committed,
+ * hands |meta| over to |out_meta| (may be NULL); |meta| is left empty either way. */
+static aln_status write_end_meta(struct aln_escrow *esc, aln_status st, struct aln_cred_meta *meta,
+                                 struct aln_cred_meta *out_meta) {
+  st = write_end(esc, st, ESC_WRITE_CUSTODY);
+  if (st == ALN_OK && out_meta != NULL) {
+    *out_meta = *meta;
+    memset(meta, 0, sizeof(*meta));
+  }
+  aln_cred_meta_cleanup(meta);
+  return st;
+}
+
 static aln_status put_locked(struct aln_escrow *esc, struct aln_cred_meta *out_meta, const struct aln_cred_input *in,
                              const struct aln_audit_event *audit) {
   const char *name = in->name;
@@ -1202,13 +1215,7 @@ out:
     OPENSSL_cleanse(ct, ct_len);
   free(ct);
   free(wk);
-  st = write_end(esc, st, ESC_WRITE_CUSTODY);
-  if (st == ALN_OK && out_meta != NULL) {
-    *out_meta = meta;
-    memset(&meta, 0, sizeof(meta));
-  }
-  aln_cred_meta_cleanup(&meta);
-  return st;
+  return write_end_meta(esc, st, &meta, out_meta);
 }
 
 int aln_cred_kind_valid(uint32_t kind) {
@@ -1328,13 +1335,7 @@ static aln_status revoke_locked(struct aln_escrow *esc, struct aln_cred_meta *ou
   st = ALN_OK;
 out:
   stmt_done(s);
-  st = write_end(esc, st, ESC_WRITE_CUSTODY);
-  if (st == ALN_OK && out_meta != NULL) {
-    *out_meta = meta;
-    memset(&meta, 0, sizeof(meta));
-  }
-  aln_cred_meta_cleanup(&meta);
-  return st;
+  return write_end_meta(esc, st, &meta, out_meta);
 }
 
 aln_status aln_escrow_revoke(struct aln_escrow *esc, struct aln_cred_meta *out_meta, const char *name,

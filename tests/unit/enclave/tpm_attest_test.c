@@ -40,6 +40,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "tests/unit/swtpm_fixture.h"
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -139,45 +141,6 @@ struct swtpm {
 };
 static struct swtpm *T;
 
-static int port_free(int port) {
-  int s = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  int ok = s >= 0 && bind(s, (struct sockaddr *)&a, sizeof(a)) == 0;
-  if (s >= 0)
-    close(s);
-  return ok;
-}
-
-static int port_open(int port) {
-  int s = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  int ok = s >= 0 && connect(s, (struct sockaddr *)&a, sizeof(a)) == 0;
-  if (s >= 0)
-    close(s);
-  return ok;
-}
-
-static int two_free_ports(void) {
-  for (int i = 0; i < 200; i++) {
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    socklen_t len = sizeof(a);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) != 0 || getsockname(s, (struct sockaddr *)&a, &len) != 0) {
-      if (s >= 0)
-        close(s);
-      continue;
-    }
-    int p = ntohs(a.sin_port);
-    close(s);
-    if (p < 65535 && port_free(p) && port_free(p + 1))
-      return p;
-  }
-  return -1;
-}
-
 /* sh runs a shell command in the test directory, its output appended to tools.log;
  * returns its exit status (-1 if it did not exit). */
 static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -260,12 +223,12 @@ static void write_conf(const char *name, const char *fmt, ...) {
 
 static int group_setup(void **state) {
   (void)state;
-  char state_dir[96], server[64], ctrl[64], tcti[64];
+  char tcti[64];
   T = calloc(1, sizeof(*T));
   if (T == NULL)
     return -1;
   strcpy(T->dir, "/tmp/aln-tpmq-XXXXXX");
-  if (mkdtemp(T->dir) == NULL || (T->port = two_free_ports()) < 0)
+  if (mkdtemp(T->dir) == NULL || (T->port = aln_test_two_free_ports()) < 0)
     return -1;
   snprintf(T->data, sizeof(T->data), "%s/data", T->dir);
   if (mkdir(T->data, 0700) != 0)
@@ -286,24 +249,10 @@ static int group_setup(void **state) {
     fprintf(stderr, "tpm_attest_test: swtpm_setup failed (see %s): run deploy/local/install-deps\n", T->dir);
     return -1;
   }
-  snprintf(state_dir, sizeof(state_dir), "dir=%s/state", T->dir);
-  snprintf(server, sizeof(server), "type=tcp,port=%d,bindaddr=127.0.0.1", T->port);
-  snprintf(ctrl, sizeof(ctrl), "type=tcp,port=%d,bindaddr=127.0.0.1", T->port + 1);
-  T->pid = fork();
+  char state_path[512];
+  snprintf(state_path, sizeof(state_path), "%s/state", T->dir);
+  T->pid = aln_test_swtpm_spawn(state_path, T->port, "tpm_attest_test");
   if (T->pid < 0)
-    return -1;
-  if (T->pid == 0) {
-    execlp("swtpm", "swtpm", "socket", "--tpm2", "--tpmstate", state_dir, "--server", server, "--ctrl", ctrl, "--flags",
-           "not-need-init,startup-clear", (char *)NULL);
-    fprintf(stderr, "tpm_attest_test: cannot run swtpm (%s): run deploy/local/install-deps\n", strerror(errno));
-    _exit(127);
-  }
-  for (int i = 0; i < 200 && !port_open(T->port); i++) {
-    if (waitpid(T->pid, NULL, WNOHANG) == T->pid)
-      return -1;
-    nanosleep(&(struct timespec){.tv_nsec = 50 * 1000 * 1000}, NULL);
-  }
-  if (!port_open(T->port))
     return -1;
   snprintf(tcti, sizeof(tcti), "swtpm:host=127.0.0.1,port=%d", T->port);
   setenv("AILERON_TPM_TCTI", tcti, 1);

@@ -23,6 +23,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "tests/unit/swtpm_fixture.h"
 #include <tss2/tss2_esys.h>
 
 #include "enclave/provider_tpm.h"
@@ -123,73 +125,19 @@ struct swtpm {
   int port;
 };
 
-static int port_free(int port) {
-  int s = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  int ok = s >= 0 && bind(s, (struct sockaddr *)&a, sizeof(a)) == 0;
-  if (s >= 0)
-    close(s);
-  return ok;
-}
-
-static int port_open(int port) {
-  int s = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  int ok = s >= 0 && connect(s, (struct sockaddr *)&a, sizeof(a)) == 0;
-  if (s >= 0)
-    close(s);
-  return ok;
-}
-
 /* two_free_ports returns a port p with p and p + 1 free (swtpm's server and control). */
-static int two_free_ports(void) {
-  for (int i = 0; i < 200; i++) {
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    socklen_t len = sizeof(a);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) != 0 || getsockname(s, (struct sockaddr *)&a, &len) != 0) {
-      if (s >= 0)
-        close(s);
-      continue;
-    }
-    int p = ntohs(a.sin_port);
-    close(s);
-    if (p < 65535 && port_free(p) && port_free(p + 1))
-      return p;
-  }
-  return -1;
-}
 
 static int swtpm_start(void **state) {
   struct swtpm *t = calloc(1, sizeof(*t));
-  char state_dir[96], server[64], ctrl[64], tcti[64];
+  char tcti[64];
   if (t == NULL)
     return -1;
   strcpy(t->dir, "/tmp/aln-tpmctr-XXXXXX");
-  if (mkdtemp(t->dir) == NULL || (t->port = two_free_ports()) < 0)
+  if (mkdtemp(t->dir) == NULL || (t->port = aln_test_two_free_ports()) < 0)
     return -1;
-  snprintf(state_dir, sizeof(state_dir), "dir=%s", t->dir);
-  snprintf(server, sizeof(server), "type=tcp,port=%d,bindaddr=127.0.0.1", t->port);
-  snprintf(ctrl, sizeof(ctrl), "type=tcp,port=%d,bindaddr=127.0.0.1", t->port + 1);
-  t->pid = fork();
+  t->pid = aln_test_swtpm_spawn(t->dir, t->port, "tpm_counter_test");
   if (t->pid < 0)
-    return -1;
-  if (t->pid == 0) {
-    execlp("swtpm", "swtpm", "socket", "--tpm2", "--tpmstate", state_dir, "--server", server, "--ctrl", ctrl, "--flags",
-           "not-need-init,startup-clear", (char *)NULL);
-    fprintf(stderr, "tpm_counter_test: cannot run swtpm (%s): run deploy/local/install-deps\n", strerror(errno));
-    _exit(127);
-  }
-  for (int i = 0; i < 200 && !port_open(t->port); i++) {
-    if (waitpid(t->pid, NULL, WNOHANG) == t->pid)
-      return -1; /* swtpm missing or failed: fail, do not skip */
-    nanosleep(&(struct timespec){.tv_nsec = 50 * 1000 * 1000}, NULL);
-  }
-  if (!port_open(t->port))
-    return -1;
+    return -1; /* swtpm missing or failed: fail, do not skip */
   snprintf(tcti, sizeof(tcti), "swtpm:host=127.0.0.1,port=%d", t->port);
   setenv("AILERON_TPM_TCTI", tcti, 1);
   unsetenv("AILERON_TPM_NV_INDEX");
