@@ -14,7 +14,7 @@ import tempfile
 import unittest
 
 from harness import Stack, run
-from test_tpm_provider import SwTpm
+from test_tpm_provider import SwTpmStackCase
 
 SECRET = b"sk-enroll-aileron-TEST-7a1c"
 
@@ -37,44 +37,36 @@ def provision(tpm_dir):
     return f"{tpm_dir}/ca/swtpm-localca-rootca-cert.pem", f"{tpm_dir}/ca/issuercert.pem"
 
 
-class TpmEnrollment(unittest.TestCase):
+class TpmEnrollment(SwTpmStackCase):
+    tpm_prefix = "aileron-enroll-"
+
     @classmethod
     def setUpClass(cls):
         if shutil.which("swtpm_setup") is None:
             raise RuntimeError("swtpm_setup is needed: run deploy/local/install-deps")
-        cls.dir = tempfile.mkdtemp(prefix="aileron-enroll-")
-        cls.swtpm, cls.s = None, None
-        try:
-            root, issuer = provision(cls.dir)
-            cls.ca_bundle = f"{cls.dir}/ek-ca.pem"
-            with open(cls.ca_bundle, "w") as out:
-                for pem in (root, issuer):
-                    with open(pem) as f:
-                        out.write(f.read())
-            cls.swtpm = SwTpm(cls.dir)
-            cls.s = Stack(provider="tpm", enclave_env={"AILERON_TPM_TCTI": cls.swtpm.tcti})
-            cls.s.cli("credential", "add", "tpmcred", "--bearer", "--allow", cls.s.upstream("/v1/"), "--ca",
-                      cls.s.ca_crt, stdin=SECRET)
-            cls.token = cls.s.session()
-            # The stack's own policy pins the AK; these replace the pin by the EK's CA.
-            with open(cls.s.policy) as f:
-                pinned = f.read()
-            cls.pcrs = pinned[pinned.index("    pcrs:"):]
-        except BaseException:
-            cls.tearDownClass()
-            raise
+        super().setUpClass()
 
     @classmethod
-    def tearDownClass(cls):
-        if cls.s is not None:
-            cls.s.close()
-        if cls.swtpm is not None:
-            cls.swtpm.stop()
-        if os.environ.get("ALN_KEEP_TEST_DIR") != "1":
-            shutil.rmtree(cls.dir, ignore_errors=True)
+    def prepare_tpm(cls, tpm_dir):
+        root, issuer = provision(tpm_dir)
+        cls.ca_bundle = f"{tpm_dir}/ek-ca.pem"
+        with open(cls.ca_bundle, "w") as out:
+            for pem in (root, issuer):
+                with open(pem) as f:
+                    out.write(f.read())
+
+    @classmethod
+    def stack_ready(cls):
+        cls.s.cli("credential", "add", "tpmcred", "--bearer", "--allow", cls.s.upstream("/v1/"), "--ca",
+                  cls.s.ca_crt, stdin=SECRET)
+        cls.token = cls.s.session()
+        # The stack's own policy pins the AK; these replace the pin by the EK's CA.
+        with open(cls.s.policy) as f:
+            pinned = f.read()
+        cls.pcrs = pinned[pinned.index("    pcrs:"):]
 
     def policy(self, name, ca):
-        path = f"{self.dir}/{name}"
+        path = f"{self.tpm_dir}/{name}"
         with open(path, "w") as f:
             f.write(f"version: 1\nkinds:\n  tpm:\n    ek_ca_file: {ca}\n{self.pcrs}")
         return path
@@ -98,7 +90,7 @@ class TpmEnrollment(unittest.TestCase):
         self.assertIn('"kind": "tpm"', status)
 
     def test_2_another_manufacturer_ca_is_refused(self):
-        other = f"{self.dir}/other-ca"
+        other = f"{self.tpm_dir}/other-ca"
         os.makedirs(other, exist_ok=True)
         run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{other}/ca.key", "-out",
              f"{other}/ca.pem", "-days", "2", "-subj", "/CN=not the manufacturer"])

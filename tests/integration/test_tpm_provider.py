@@ -120,23 +120,31 @@ class SwTpm:
         return p
 
 
-class TpmProvider(unittest.TestCase):
+class SwTpmStackCase(unittest.TestCase):
+    """A swtpm, and a stack whose enclave uses the tpm provider on it, for one test
+    class. prepare_tpm runs on the TPM's directory before swtpm starts (to provision
+    it), stack_ready once the stack is up."""
+
+    tpm_prefix = "aileron-swtpm-"
+
+    @classmethod
+    def prepare_tpm(cls, tpm_dir):
+        pass
+
+    @classmethod
+    def stack_ready(cls):
+        cls.token = cls.s.session()
+
     @classmethod
     def setUpClass(cls):
-        # Missing tools fail the test rather than skip it: a skipped test proves nothing.
-        if not (SWTPM and PCREXTEND):
-            raise RuntimeError("swtpm and tpm2_pcrextend are needed: run deploy/local/install-deps")
-        cls.tpm_dir = None
-        cls.swtpm = None
-        cls.s = None
-        cls.tpm_dir = tempfile.mkdtemp(prefix="aileron-swtpm-")
+        cls.s = cls.swtpm = None
+        cls.tpm_dir = tempfile.mkdtemp(prefix=cls.tpm_prefix)
         try:
+            cls.prepare_tpm(cls.tpm_dir)
             cls.swtpm = SwTpm(cls.tpm_dir)
             cls.tcti = cls.swtpm.tcti
             cls.s = Stack(provider="tpm", enclave_env={"AILERON_TPM_TCTI": cls.tcti})
-            cls.s.cli("credential", "add", "tpmcred", "--bearer", "--allow", cls.s.upstream("/v1/"), "--ca",
-                      cls.s.ca_crt, stdin=SECRET)
-            cls.token = cls.s.session()
+            cls.stack_ready()
         except BaseException:
             cls.tearDownClass()
             raise
@@ -147,8 +155,23 @@ class TpmProvider(unittest.TestCase):
             cls.s.close()
         if cls.swtpm is not None:
             cls.swtpm.stop()
-        if cls.tpm_dir is not None and os.environ.get("ALN_KEEP_TEST_DIR") != "1":
+        if os.environ.get("ALN_KEEP_TEST_DIR") != "1":
             shutil.rmtree(cls.tpm_dir, ignore_errors=True)
+
+
+class TpmProvider(SwTpmStackCase):
+    @classmethod
+    def setUpClass(cls):
+        # Missing tools fail the test rather than skip it: a skipped test proves nothing.
+        if not (SWTPM and PCREXTEND):
+            raise RuntimeError("swtpm and tpm2_pcrextend are needed: run deploy/local/install-deps")
+        super().setUpClass()
+
+    @classmethod
+    def stack_ready(cls):
+        cls.s.cli("credential", "add", "tpmcred", "--bearer", "--allow", cls.s.upstream("/v1/"), "--ca",
+                  cls.s.ca_crt, stdin=SECRET)
+        cls.token = cls.s.session()
 
     # ---- helpers ------------------------------------------------------------
     def use(self):
@@ -290,30 +313,15 @@ class TpmProvider(unittest.TestCase):
                 self.assertNotIn(SECRET, f.read(), fn)
 
 
-class TpmCounter(unittest.TestCase):
+class TpmCounter(SwTpmStackCase):
+    tpm_prefix = "aileron-swtpm-ctr-"
+
     @classmethod
     def setUpClass(cls):
         missing = [t for t in ["swtpm", *NV_TOOLS] if not shutil.which(t)]
         if missing:  # fail, not skip: a skipped test proves nothing
             raise RuntimeError(f"{', '.join(missing)} needed: run deploy/local/install-deps")
-        cls.s = cls.swtpm = None
-        cls.tpm_dir = tempfile.mkdtemp(prefix="aileron-swtpm-ctr-")
-        try:
-            cls.swtpm = SwTpm(cls.tpm_dir)
-            cls.s = Stack(provider="tpm", enclave_env={"AILERON_TPM_TCTI": cls.swtpm.tcti})
-            cls.token = cls.s.session()
-        except BaseException:
-            cls.tearDownClass()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.s is not None:
-            cls.s.close()
-        if cls.swtpm is not None:
-            cls.swtpm.stop()
-        if os.environ.get("ALN_KEEP_TEST_DIR") != "1":
-            shutil.rmtree(cls.tpm_dir, ignore_errors=True)
+        super().setUpClass()
 
     # ---- independent readers ------------------------------------------------------
     def nv_value(self):
