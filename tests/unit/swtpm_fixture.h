@@ -53,8 +53,8 @@ static inline int aln_test_two_free_ports(void) {
  * control channel on |port| + 1) and waits up to 10 s for it to listen. Returns its
  * pid, or -1 (|who| names the test in the message). */
 static inline pid_t aln_test_swtpm_spawn(const char *state_dir, int port, const char *who) {
-  char state[512], server[64], ctrl[64];
-  snprintf(state, sizeof(state), "dir=%s", state_dir);
+  char state[600], server[64], ctrl[64];
+  snprintf(state, sizeof(state), "dir=%.512s", state_dir);
   snprintf(server, sizeof(server), "type=tcp,port=%d,bindaddr=127.0.0.1", port);
   snprintf(ctrl, sizeof(ctrl), "type=tcp,port=%d,bindaddr=127.0.0.1", port + 1);
   pid_t pid = fork();
