@@ -1555,15 +1555,54 @@ out:
   return st;
 }
 
-static aln_status audit_append_locked(struct aln_escrow *esc, const struct aln_audit_event *ev) {
+/* still_live checks, inside the caller's write transaction, that |name| is live at
+ * |version|: the row an unseal opened has not been revoked or replaced since. */
+static aln_status still_live(struct aln_escrow *esc, const char *name, uint32_t version) {
+  aln_status st = ALN_ERR_INTERNAL;
+  sqlite3_stmt *s = esc->stmt[ESC_LIVE_ID];
+  ALN_GUARD_GOTO(st, bind_text(s, 1, name, ALN_NAME_MAX), out);
+  int rc = sqlite3_step(s);
+  ALN_GUARD_GOTO(st, db_status(rc), out);
+  if (rc == SQLITE_ROW && sqlite3_column_int64(s, 1) == (sqlite3_int64)version &&
+      aln_idset_contains(&esc->live, (uint64_t)sqlite3_column_int64(s, 0))) {
+    st = ALN_OK;
+    goto out;
+  }
+  int found = rc == SQLITE_ROW;
+  stmt_done(s);
+  s = NULL;
+  /* Replaced by a newer version: the one in hand was retired, as if revoked. */
+  st = found ? ALN_ERR_REVOKED : absent_status(esc, name);
+out:
+  stmt_done(s);
+  return st;
+}
+
+/* audit_append_locked appends |ev|; with |live_name| only if that credential is
+ * still live at |live_version|, in the same transaction. */
+static aln_status audit_append_locked(struct aln_escrow *esc, const struct aln_audit_event *ev, const char *live_name,
+                                      uint32_t live_version) {
   ALN_GUARD(write_begin(esc));
-  return write_end(esc, audit_insert(esc, ev), ESC_WRITE_AUDIT);
+  aln_status st = live_name != NULL ? still_live(esc, live_name, live_version) : ALN_OK;
+  if (st == ALN_OK)
+    st = audit_insert(esc, ev);
+  return write_end(esc, st, ESC_WRITE_AUDIT);
 }
 
 aln_status aln_escrow_audit_append(struct aln_escrow *esc, const struct aln_audit_event *ev) {
   ALN_ENSURE(esc != NULL && ev != NULL, ALN_ERR_USAGE);
   pthread_mutex_lock(&esc->mu);
-  aln_status st = audit_append_locked(esc, ev);
+  aln_status st = audit_append_locked(esc, ev, NULL, 0);
+  pthread_mutex_unlock(&esc->mu);
+  return st;
+}
+
+aln_status aln_escrow_audit_use(struct aln_escrow *esc, const struct aln_audit_event *ev, const char *name,
+                                uint32_t version) {
+  ALN_ENSURE(esc != NULL && ev != NULL, ALN_ERR_USAGE);
+  ALN_ENSURE(aln_cred_name_valid_str(name), ALN_ERR_BAD_NAME);
+  pthread_mutex_lock(&esc->mu);
+  aln_status st = audit_append_locked(esc, ev, name, version);
   pthread_mutex_unlock(&esc->mu);
   return st;
 }

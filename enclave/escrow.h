@@ -158,6 +158,14 @@ struct aln_audit_event {
  * previous row (SHA-256 over the previous hash and the row's canonical encoding). */
 aln_status aln_escrow_audit_append(struct aln_escrow *esc, const struct aln_audit_event *ev) ALN_WUR;
 
+/* aln_escrow_audit_use appends |ev|, the row that lets a use go out, only if the
+ * credential |name| is still live at |version| (the version an unseal opened), in
+ * the same transaction: a revoke or replace acknowledged between the unseal and
+ * the use stops the use. ALN_ERR_REVOKED if that version was revoked or replaced,
+ * ALN_ERR_NOT_FOUND if the name is gone; nothing is appended then. */
+aln_status aln_escrow_audit_use(struct aln_escrow *esc, const struct aln_audit_event *ev, const char *name,
+                                uint32_t version) ALN_WUR;
+
 /* aln_escrow_audit_verify_chain recomputes the whole hash chain; ALN_ERR_TAMPERED if
  * any row was altered, removed or reordered. *num_out receives the row count. */
 aln_status aln_escrow_audit_verify_chain(struct aln_escrow *esc, size_t *num_out) ALN_WUR;

@@ -406,7 +406,15 @@ static aln_status handle_use(struct conn *c, const Aileron__V1__Request *req) {
    * before the credential leaves the enclave. If it cannot be written (a full disk)
    * the use does not happen: no row, no use. The upstream's answer goes back to the
    * host, not into the audit row, which would take a second durable write per use. */
-  audit(c, &st, "use", u->name, u->method, u->url, ALN_OK, 0, actor);
+  char dest[ALN_URL_MAX + 1];
+  struct aln_audit_event ev = audit_event(c, dest, "use", u->name, u->method, u->url, ALN_OK, 0, actor);
+  /* The row commits only if the credential is still live at the version unsealed:
+   * a revoke acknowledged since then must stop this use. */
+  st = aln_escrow_audit_use(c->srv->escrow, &ev, u->name, meta.version);
+  if (st == ALN_ERR_REVOKED || st == ALN_ERR_NOT_FOUND) {
+    audit(c, &st, "use", u->name, u->method, u->url, st, 0, actor);
+    goto out;
+  }
   if (st != ALN_OK) {
     fprintf(stderr, "aileron-enclave: refused a use of %.64s: its audit row could not be written (%s)\n", u->name,
             aln_status_name(st));

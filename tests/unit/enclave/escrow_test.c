@@ -1343,6 +1343,36 @@ static void test_threads(void **state) {
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
+/* A use's audit row commits only while the credential is live at the version its
+ * unseal opened: a revoke or replace acknowledged in between stops the use, and
+ * no "allow" row is written for it. */
+static void test_use_row_needs_the_version_still_live(void **state) {
+  struct fx *f = *state;
+  struct aln_secret sec = {0};
+  struct aln_cred_meta m;
+  static const struct aln_audit_event ev = {.time = 1, .action = "use", .decision = "allow"};
+  size_t n = 99;
+  put_three(f);
+  assert_int_equal(aln_escrow_unseal(f->esc, &sec, &m, "a", (int64_t)time(NULL)), ALN_OK);
+  aln_secret_free(&sec);
+  assert_int_equal(aln_escrow_audit_use(f->esc, &ev, "a", m.version), ALN_OK);
+  assert_int_equal(aln_escrow_revoke(f->esc, NULL, "a", NULL), ALN_OK); /* between unseal and use */
+  assert_int_equal(aln_escrow_audit_use(f->esc, &ev, "a", m.version), ALN_ERR_REVOKED);
+  aln_cred_meta_cleanup(&m);
+  assert_int_equal(aln_escrow_unseal(f->esc, &sec, &m, "b", (int64_t)time(NULL)), ALN_OK);
+  aln_secret_free(&sec);
+  assert_int_equal(put(f, "b", "secret-b2", 1), ALN_OK); /* replaced: the old secret is retired */
+  assert_int_equal(aln_escrow_audit_use(f->esc, &ev, "b", m.version), ALN_ERR_REVOKED);
+  assert_int_equal(aln_escrow_audit_use(f->esc, &ev, "b", m.version + 1), ALN_OK);
+  assert_int_equal(aln_escrow_audit_use(f->esc, &ev, "never", 1), ALN_ERR_NOT_FOUND);
+  assert_int_equal(aln_escrow_audit_use(f->esc, &ev, "../x", 1), ALN_ERR_BAD_NAME);
+  aln_cred_meta_cleanup(&m);
+  /* Two "use" rows: the two allowed ones, nothing for the refused. */
+  assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM audit WHERE action = 'use'"), 2);
+  assert_int_equal(aln_escrow_audit_verify_chain(f->esc, &n), ALN_OK);
+  assert_int_equal(n, 2);
+}
+
 /* --- the commit hook (the rollback record outside the data dir) --- */
 
 struct flaky {
@@ -1646,6 +1676,7 @@ int main(void) {
       T(test_tamper_forged_host),
       T(test_tamper_state_summary),
       T(test_other_process_writes),
+      T(test_use_row_needs_the_version_still_live),
       T(test_failed_hook_stops_everything_until_it_recovers),
       T(test_rotate),
       T(test_rotate_failure_changes_nothing),
