@@ -21,6 +21,11 @@ aln_status aln_refuse(struct aln_refusal *r, aln_status st, const char *fmt, ...
   if (vsnprintf(r->why, sizeof(r->why), fmt, ap) < 0)
     r->why[0] = '\0';
   va_end(ap);
+  /* Reasons quote evidence (an alg, a kid, a claim) that nobody has vouched for yet,
+   * and they reach terminals and logs: nothing but printable ASCII goes out. */
+  for (char *p = r->why; *p != '\0'; p++)
+    if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+      *p = '?';
   return st;
 }
 

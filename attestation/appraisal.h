@@ -68,7 +68,8 @@ struct aln_refusal {
 void aln_claims_cleanup(struct aln_claims *c);
 
 /* aln_refuse fills |r| (may be NULL) with |st| and a printf-style reason (truncated
- * to ALN_REFUSAL_MAX - 1 bytes) and returns |st|, so a verifier writes
+ * to ALN_REFUSAL_MAX - 1 bytes, every byte outside printable ASCII replaced by '?')
+ * and returns |st|, so a verifier writes
  *   return aln_refuse(why, ALN_ERR_ATTEST_POLICY, "MEASUREMENT %s not allowed", hex); */
 aln_status aln_refuse(struct aln_refusal *r, aln_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

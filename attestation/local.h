@@ -35,7 +35,8 @@ aln_status aln_local_evidence_make(uint8_t **out, size_t *out_len, EVP_PKEY *sig
  * tagged or untagged COSE_Sign1 array of four, protected header exactly {1: -8},
  * no unknown critical headers, definite lengths only, no duplicate map keys, no
  * trailing bytes, a valid Ed25519 signature by |sign_pub| (raw 32 bytes) over the
- * Sig_structure, and an eat_nonce equal to |expected_binding|. On success fills
+ * Sig_structure, and an eat_nonce equal to |expected_binding| (NULL: not compared,
+ * for offline verification without a nonce; out->nonce says what it was). On success fills
  * |out| (may be NULL). Returns ALN_ERR_MALFORMED (shape, or over the size cap),
  * ALN_ERR_TRUNCATED, ALN_ERR_TRAILING, ALN_ERR_USAGE (bad arguments, key not 32
  * bytes), ALN_ERR_ATTEST_SIG or ALN_ERR_ATTEST_BINDING naming what failed. A local

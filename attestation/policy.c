@@ -748,17 +748,13 @@ int aln_policy_names_kind(const struct aln_policy *p, const char *kind) {
  * kind is always debug). */
 static aln_status verify_local(struct aln_claims *out, struct aln_refusal *why, const struct aln_policy_local *pol,
                                const uint8_t *ev, size_t ev_len, const struct aln_verify_ctx *ctx) {
-  static const uint8_t zero[ALN_BINDING_LEN] = {0};
   struct aln_local_claims lc;
   if (ctx->signing_key == NULL)
     return aln_refuse(why, ALN_ERR_ATTEST, "local evidence is checked against the enclave's signing key: none given");
   if (ctx->nonce != NULL && ctx->nonce_len != ALN_BINDING_LEN)
     return aln_refuse(why, ALN_ERR_ATTEST_BINDING, "the nonce of local evidence is %d bytes", ALN_BINDING_LEN);
-  /* Without a nonce to hold it to, check the signature against the nonce it carries. */
-  aln_status st = aln_local_evidence_verify(&lc, ev, ev_len, ctx->signing_key, ctx->signing_key_len,
-                                            ctx->nonce != NULL ? ctx->nonce : zero);
-  if (st == ALN_ERR_ATTEST_BINDING && ctx->nonce == NULL)
-    st = aln_local_evidence_verify(&lc, ev, ev_len, ctx->signing_key, ctx->signing_key_len, lc.nonce);
+  /* Without a nonce (offline), the signature is still checked; the claims say the nonce was not. */
+  aln_status st = aln_local_evidence_verify(&lc, ev, ev_len, ctx->signing_key, ctx->signing_key_len, ctx->nonce);
   if (st != ALN_OK)
     return aln_refuse(why, aln_status_category(st) == ALN_CAT_ATTEST ? st : ALN_ERR_ATTEST_MALFORMED,
                       "local evidence refused: %s", aln_strerror(st));
@@ -770,8 +766,7 @@ static aln_status verify_local(struct aln_claims *out, struct aln_refusal *why, 
   out->nonce_checked = ctx->nonce != NULL;
   out->issued_at = lc.iat;
   /* The local kind measures nothing: its "measurement" is the signing key it vouches for. */
-  for (size_t i = 0; i < ctx->signing_key_len && 2 * i + 2 < sizeof(out->measurement); i++)
-    snprintf(out->measurement + 2 * i, 3, "%02x", ctx->signing_key[i]);
+  ALN_GUARD(aln_hex_encode(out->measurement, sizeof(out->measurement), ctx->signing_key, ctx->signing_key_len));
   out->detail = json_pack("{s:s}", "profile", ALN_LOCAL_PROFILE);
   return out->detail != NULL ? ALN_OK : ALN_ERR_NOMEM;
 }

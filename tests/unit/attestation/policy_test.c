@@ -443,11 +443,23 @@ static void test_nitro_section_and_the_real_document(void **state) {
           ALN_ERR_USAGE, "binding must be nonce or user_data");
 }
 
+/* A refusal reason quotes unvouched evidence: it carries no control bytes to the
+ * terminal or log that prints it. */
+static void test_refusal_reasons_are_printable(void **state) {
+  (void)state;
+  struct aln_refusal why;
+  assert_int_equal(aln_refuse(&why, ALN_ERR_ATTEST_SIG, "alg %s refused", "RS\x1b[2J\n\xff"), ALN_ERR_ATTEST_SIG);
+  assert_string_equal(why.why, "alg RS?[2J?? refused");
+  assert_int_equal(why.status, ALN_ERR_ATTEST_SIG);
+  assert_int_equal(aln_refuse(NULL, ALN_ERR_ATTEST, "x"), ALN_ERR_ATTEST);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_accepts_a_local_policy),
       cmocka_unit_test(test_refuses_bad_files),
       cmocka_unit_test(test_evidence_goes_to_its_kind_and_the_policy_decides),
+      cmocka_unit_test(test_refusal_reasons_are_printable),
       cmocka_unit_test(test_confidential_space_section),
       cmocka_unit_test(test_confidential_space_token_through_the_policy),
       cmocka_unit_test(test_snp_and_tpm_sections),
