@@ -40,7 +40,7 @@
  * below what an edited file could make us allocate. */
 #define ESC_VALUE_MAX (1 << 20)
 #define ESC_AUDIT_FIELD_MAX 256
-#define ESC_AUDIT_DEST_MAX 2048
+#define ESC_AUDIT_DEST_MAX ALN_AUDIT_DEST_MAX
 #define ESC_AUDIT_NUM_STR 7
 #define ESC_LABEL_MAX 256
 

@@ -140,7 +140,10 @@ aln_status aln_escrow_unseal(struct aln_escrow *esc, struct aln_secret *out_secr
                              const char *name, int64_t now) ALN_WUR;
 
 /* One audit row per credential use, written before the enclave answers. Strings are
- * truncated to 256 bytes (the destination to 2048). */
+ * truncated to 256 bytes; the destination holds any URL a use accepts
+ * (ALN_AUDIT_DEST_MAX is at least ALN_URL_MAX, enclave/dest.h), so the row never
+ * records less than where the credential went. */
+#define ALN_AUDIT_DEST_MAX 4096
 struct aln_audit_event {
   int64_t time;
   const char *actor;      /* session id or "operator"; bounded, attacker-supplied */

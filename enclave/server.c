@@ -31,6 +31,7 @@
 #define MAX_PREFIXES 16
 #define MAX_CA_PEM (64 * 1024)
 #define MAX_ACTOR 128
+_Static_assert(ALN_URL_MAX <= ALN_AUDIT_DEST_MAX, "an audit row must hold every URL a use accepts");
 #define ED25519_PUB_LEN 32
 #define LIST_PAGE_DEFAULT 100 /* ListCredentialsRequest.page_size 0 */
 

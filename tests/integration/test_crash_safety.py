@@ -72,7 +72,7 @@ ERR_NOT_FOUND = status_code(0x04, 1)
 ERR_EXISTS = status_code(0x05, 1)
 
 # Mirror of enclave/escrow.c: ESC_AUDIT_NUM_STR strings, destination (index 5) longer.
-AUDIT_STR_MAX = [256, 256, 256, 256, 256, 2048, 256]
+AUDIT_STR_MAX = [256, 256, 256, 256, 256, 4096, 256]
 U64 = (1 << 64) - 1
 
 
