@@ -1227,9 +1227,16 @@ static void test_audit_bounds(void **state) {
   free(huge);
   assert_int_equal(raw_int(f, "SELECT length(actor) FROM audit WHERE seq = 1"), 256);
   assert_int_equal(raw_int(f, "SELECT length(destination) FROM audit WHERE seq = 1"), ALN_AUDIT_DEST_MAX);
-  /* Any URL a use accepts (up to ALN_URL_MAX) is recorded whole. */
-  assert_true(ALN_AUDIT_DEST_MAX >= 4096);
-  assert_chain(f, ALN_OK, 1);
+  /* A 4000-byte destination (a use accepts URLs up to 4096) is recorded whole. */
+  char *long_dest = malloc(4001);
+  assert_non_null(long_dest);
+  memset(long_dest, 'B', 4000);
+  long_dest[4000] = '\0';
+  struct aln_audit_event ev2 = {.time = 2, .destination = long_dest, .result = ALN_OK};
+  assert_int_equal(aln_escrow_audit_append(f->esc, &ev2), ALN_OK);
+  free(long_dest);
+  assert_int_equal(raw_int(f, "SELECT length(destination) FROM audit WHERE seq = 2"), 4000);
+  assert_chain(f, ALN_OK, 2);
   /* A field grown past its bound in the file is tampering, not a bigger buffer. */
   raw_exec(f, "UPDATE audit SET actor = actor || 'A' WHERE seq = 1");
   assert_chain(f, ALN_ERR_TAMPERED, 0);
