@@ -28,6 +28,7 @@
 #include "host/session.h"
 #include "proto/base64.h"
 #include "proto/cbs.h"
+#include "proto/channel.h"
 #include "proto/net.h"
 
 #define API_LISTENERS_MAX 4
@@ -924,7 +925,7 @@ static aln_status forward(struct aln_api *api, Aileron__V1__Response **out, stru
     st = ALN_ERR_MALFORMED;
   if (st != ALN_OK) {
     if (resp != NULL)
-      aileron__v1__response__free_unpacked(resp, NULL);
+      aln_channel_response_free(resp);
     return st;
   }
   *out = resp;
@@ -945,7 +946,7 @@ static aln_status do_health(struct aln_api *api, json_t **doc) {
     enclave = json_pack("{s:b,s:s}", "reachable", 0, "error", aln_status_name(st == ALN_OK ? ALN_ERR_MALFORMED : st));
   *doc = json_pack("{s:s,s:o}", "status", "ok", "enclave", enclave);
   if (resp != NULL)
-    aileron__v1__response__free_unpacked(resp, NULL);
+    aln_channel_response_free(resp);
   aln_api_rpc_free(rpc);
   return *doc != NULL ? ALN_OK : ALN_ERR_NOMEM;
 }
@@ -979,7 +980,7 @@ static aln_status do_list(struct aln_api *api, json_t **doc, struct aln_api_rpc 
 out:
   json_decref(list);
   if (resp != NULL)
-    aileron__v1__response__free_unpacked(resp, NULL);
+    aln_channel_response_free(resp);
   return st;
 }
 
@@ -994,7 +995,7 @@ static aln_status do_put(struct aln_api *api, json_t **doc, const uint8_t *body,
   st = *doc != NULL ? ALN_OK : ALN_ERR_MALFORMED;
 out:
   if (resp != NULL)
-    aileron__v1__response__free_unpacked(resp, NULL);
+    aln_channel_response_free(resp);
   aln_api_rpc_free(rpc);
   return st;
 }
@@ -1010,7 +1011,7 @@ static aln_status do_revoke(struct aln_api *api, json_t **doc, const char *name)
   st = *doc != NULL ? ALN_OK : ALN_ERR_MALFORMED;
 out:
   if (resp != NULL)
-    aileron__v1__response__free_unpacked(resp, NULL);
+    aln_channel_response_free(resp);
   aln_api_rpc_free(rpc);
   return st;
 }
@@ -1042,7 +1043,7 @@ static aln_status do_use(struct aln_api *api, json_t **doc, struct api_req *r, c
   st = *doc != NULL ? ALN_OK : ALN_ERR_NOMEM;
 out:
   if (resp != NULL)
-    aileron__v1__response__free_unpacked(resp, NULL);
+    aln_channel_response_free(resp);
   aln_api_rpc_free(rpc);
   return st;
 }

@@ -164,7 +164,7 @@ static aln_status tpm_activate(struct aln_enclave_client *c, SSL *ssl, const uin
                       Tss2_MU_TPM2B_ENCRYPTED_SECRET_Marshal(&seed, seed_buf, sizeof(seed_buf), &seed_len) ==
                           TSS2_RC_SUCCESS,
                   ALN_ERR_INTERNAL, out);
-  aileron__v1__response__free_unpacked(resp, NULL);
+  aln_channel_response_free(resp);
   resp = NULL;
   Aileron__V1__TpmActivateRequest ar = AILERON__V1__TPM_ACTIVATE_REQUEST__INIT;
   ar.credential_blob.data = blob_buf;
@@ -196,7 +196,7 @@ out:
   OPENSSL_cleanse(secret, sizeof(secret));
   EVP_PKEY_free(ek);
   if (resp != NULL)
-    aileron__v1__response__free_unpacked(resp, NULL);
+    aln_channel_response_free(resp);
   free(q);
   return st;
 }
@@ -288,7 +288,7 @@ static aln_status attest(struct aln_enclave_client *c, SSL *ssl, struct attest_r
   st = ALN_OK;
 out:
   if (resp != NULL)
-    aileron__v1__response__free_unpacked(resp, NULL);
+    aln_channel_response_free(resp);
   return st;
 }
 
@@ -495,6 +495,6 @@ out:
   disconnect(&k);
   json_decref(rec.claims);
   if (rec.resp != NULL)
-    aileron__v1__response__free_unpacked(rec.resp, NULL);
+    aln_channel_response_free(rec.resp);
   return st;
 }

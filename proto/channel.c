@@ -5,6 +5,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "proto/cbs.h"
 #include "proto/frame.h"
@@ -124,7 +125,7 @@ aln_status aln_channel_recv_response(SSL *ssl, Aileron__V1__Response **out) {
   ALN_ENSURE(resp != NULL, ALN_ERR_MALFORMED);
   if (!aln_status_is_known(resp->status) ||
       (resp->status == ALN_OK && resp->body_case == AILERON__V1__RESPONSE__BODY__NOT_SET)) {
-    aileron__v1__response__free_unpacked(resp, NULL);
+    aln_channel_response_free(resp);
     return ALN_ERR_MALFORMED;
   }
   *out = resp;
@@ -138,4 +139,24 @@ void aln_channel_request_free(Aileron__V1__Request *req) {
       req->put_credential->secret.data != NULL)
     OPENSSL_cleanse(req->put_credential->secret.data, req->put_credential->secret.len);
   aileron__v1__request__free_unpacked(req, NULL);
+}
+
+static void wipe_bytes(const ProtobufCBinaryData *b) {
+  if (b->data != NULL)
+    OPENSSL_cleanse(b->data, b->len);
+}
+
+void aln_channel_response_free(Aileron__V1__Response *resp) {
+  if (resp == NULL)
+    return;
+  if (resp->body_case == AILERON__V1__RESPONSE__BODY_USE_CREDENTIAL && resp->use_credential != NULL) {
+    const Aileron__V1__UseCredentialResponse *u = resp->use_credential;
+    wipe_bytes(&u->body);
+    for (size_t i = 0; i < u->n_headers; i++)
+      if (u->headers[i] != NULL && u->headers[i]->value != NULL)
+        OPENSSL_cleanse(u->headers[i]->value, strlen(u->headers[i]->value));
+  } else if (resp->body_case == AILERON__V1__RESPONSE__BODY_TPM_ACTIVATE && resp->tpm_activate != NULL) {
+    wipe_bytes(&resp->tpm_activate->credential);
+  }
+  aileron__v1__response__free_unpacked(resp, NULL);
 }

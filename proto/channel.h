@@ -25,11 +25,16 @@ aln_status aln_channel_recv_request(SSL *ssl, Aileron__V1__Request **out) ALN_WU
 
 /* aln_channel_recv_response as aln_channel_recv_request for a Response; also
  * ALN_ERR_MALFORMED if the status is not a known aln_status code. Free with
- * aileron__v1__response__free_unpacked(*out, NULL). */
+ * aln_channel_response_free. */
 aln_status aln_channel_recv_response(SSL *ssl, Aileron__V1__Response **out) ALN_WUR;
 
 /* aln_channel_request_free wipes any secret a request carries and frees it; NULL is
  * a no-op. */
 void aln_channel_request_free(Aileron__V1__Request *req);
+
+/* aln_channel_response_free wipes what a response may carry that is not the host's
+ * to keep (an upstream reply's headers and body, a TPM activation secret) and frees
+ * it; NULL is a no-op. */
+void aln_channel_response_free(Aileron__V1__Response *resp);
 
 #endif

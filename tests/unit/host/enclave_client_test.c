@@ -330,7 +330,7 @@ static aln_status health(struct aln_enclave_client *c) {
   if (st == ALN_OK && (resp == NULL || resp->body_case != AILERON__V1__RESPONSE__BODY_HEALTH))
     st = ALN_ERR_INTERNAL; /* checked by the caller's status assertion */
   if (resp != NULL)
-    aileron__v1__response__free_unpacked(resp, NULL);
+    aln_channel_response_free(resp);
   return st;
 }
 

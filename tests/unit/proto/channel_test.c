@@ -346,7 +346,7 @@ static void test_round_trip_every_kind(void **state) {
       assert_int_equal(rgot->list_credentials->n_credentials, 2);
       assert_int_equal(rgot->list_credentials->credentials[1]->created_at, -1);
     }
-    aileron__v1__response__free_unpacked(rgot, NULL);
+    aln_channel_response_free(rgot);
   }
 
   /* an error status needs no body */
@@ -359,7 +359,7 @@ static void test_round_trip_every_kind(void **state) {
   assert_int_equal(rgot->status, ALN_ERR_NOT_FOUND);
   assert_int_equal(rgot->body_case, AILERON__V1__RESPONSE__BODY__NOT_SET);
   assert_string_equal(rgot->message, "not found");
-  aileron__v1__response__free_unpacked(rgot, NULL);
+  aln_channel_response_free(rgot);
   chan_close(&c);
 }
 
@@ -518,7 +518,7 @@ static aln_status raw_then_recv(const struct ctxs *x, const struct raw_case *rc,
     st = aln_channel_recv_response(reader, &resp);
     assert_true((st == ALN_OK) == (resp != NULL));
     if (resp != NULL)
-      aileron__v1__response__free_unpacked(resp, NULL);
+      aln_channel_response_free(resp);
   }
   chan_close(&c);
   return st;
