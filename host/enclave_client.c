@@ -51,7 +51,8 @@ struct aln_enclave_client {
   int64_t last_verified_at;  /* unix seconds */
   /* TPM AKs this client tied to a certified EK by credential activation (also under status_mu). */
   uint8_t ak_names[AK_ENROLLED_MAX][ALN_TPM_AK_NAME_LEN];
-  size_t num_ak_names;
+  size_t num_ak_names; /* filled slots; the table is a ring once full */
+  size_t ak_next;      /* the slot the next enrollment takes */
 };
 
 /* What one Attest exchange produced, for callers that keep it. */
@@ -92,13 +93,32 @@ static aln_status rpc(SSL *ssl, Aileron__V1__Response **out, Aileron__V1__Reques
   return (*out)->body_case == want ? ALN_OK : ALN_ERR_MALFORMED;
 }
 
-static int ak_known(struct aln_enclave_client *c, const TPM2B_NAME *name) {
+static int ak_known_locked(const struct aln_enclave_client *c, const TPM2B_NAME *name) {
   int known = 0;
-  pthread_mutex_lock(&c->status_mu);
   for (size_t i = 0; i < c->num_ak_names && !known; i++)
     known = CRYPTO_memcmp(c->ak_names[i], name->name, ALN_TPM_AK_NAME_LEN) == 0;
+  return known;
+}
+
+static int ak_known(struct aln_enclave_client *c, const TPM2B_NAME *name) {
+  pthread_mutex_lock(&c->status_mu);
+  int known = ak_known_locked(c, name);
   pthread_mutex_unlock(&c->status_mu);
   return known;
+}
+
+/* ak_remember enrolls |name| once, even if two connections activated it at once;
+ * when the table is full the oldest enrollment gives way (its AK activates again on
+ * its next connection) rather than the newest being refused. */
+static void ak_remember(struct aln_enclave_client *c, const TPM2B_NAME *name) {
+  pthread_mutex_lock(&c->status_mu);
+  if (!ak_known_locked(c, name)) {
+    memcpy(c->ak_names[c->ak_next], name->name, ALN_TPM_AK_NAME_LEN);
+    c->ak_next = (c->ak_next + 1) % AK_ENROLLED_MAX;
+    if (c->num_ak_names < AK_ENROLLED_MAX)
+      c->num_ak_names++;
+  }
+  pthread_mutex_unlock(&c->status_mu);
 }
 
 /* tpm_activate ties the AK that signed the quote |ev| to the enclave's TPM by
@@ -182,10 +202,7 @@ static aln_status tpm_activate(struct aln_enclave_client *c, SSL *ssl, const uin
     st = ALN_ERR_ATTEST_CHAIN;
     goto out;
   }
-  pthread_mutex_lock(&c->status_mu);
-  if (c->num_ak_names < AK_ENROLLED_MAX)
-    memcpy(c->ak_names[c->num_ak_names++], name.name, ALN_TPM_AK_NAME_LEN);
-  pthread_mutex_unlock(&c->status_mu);
+  ak_remember(c, &name);
   fprintf(stderr, "aileron: enrolled the enclave's TPM attestation key by credential activation (its EK "
                   "certificate chains to the policy's CA)\n");
   st = ALN_OK;
@@ -344,13 +361,14 @@ out:
 }
 
 aln_status aln_enclave_client_new(struct aln_enclave_client **out, const struct aln_enclave_client_config *cfg) {
-  ALN_ENSURE(cfg != NULL && cfg->address != NULL && cfg->key_path != NULL && cfg->cert_path != NULL, ALN_ERR_USAGE);
+  ALN_ENSURE(out != NULL && cfg != NULL && cfg->address != NULL && cfg->key_path != NULL && cfg->cert_path != NULL &&
+                 cfg->policy != NULL && cfg->reattest_s >= 0,
+             ALN_ERR_USAGE);
   char host[256];
   int port;
   ALN_GUARD(aln_net_parse_hostport(host, sizeof(host), &port, cfg->address, 0));
   struct aln_enclave_client *c = calloc(1, sizeof(*c));
   ALN_ENSURE(c != NULL, ALN_ERR_NOMEM);
-  ALN_ENSURE(cfg->policy != NULL && cfg->reattest_s >= 0, ALN_ERR_USAGE);
   c->policy = cfg->policy;
   c->reattest_s = cfg->reattest_s > 0 ? cfg->reattest_s : ALN_REATTEST_DEFAULT_S;
   pthread_mutex_init(&c->status_mu, NULL);
