@@ -20,17 +20,21 @@ static inline const char *aln_test_path(const char *self, const char *rel) {
   return n > 0 && (size_t)n < sizeof(path) ? path : NULL;
 }
 
-/* aln_test_slurp reads tests/<rel> (at most 64 KiB) into a new NUL-terminated
- * buffer (free with free()), without trailing line ends when |trim|; NULL if it
- * cannot be read. */
+/* aln_test_slurp reads tests/<rel> into a new NUL-terminated buffer (free with
+ * free()), without trailing line ends when |trim|; NULL if it cannot be read or is
+ * larger than 64 KiB (never a silently shortened copy). */
 static inline char *aln_test_slurp(const char *self, const char *rel, size_t *len, int trim) {
   const char *path = aln_test_path(self, rel);
   FILE *f = path != NULL ? fopen(path, "rb") : NULL;
   if (f == NULL)
     return NULL;
-  char *buf = calloc(1, 65537);
-  size_t n = buf != NULL ? fread(buf, 1, 65536, f) : 0;
+  char *buf = calloc(1, 65538);
+  size_t n = buf != NULL ? fread(buf, 1, 65537, f) : 0;
   fclose(f);
+  if (n > 65536) {
+    free(buf);
+    return NULL;
+  }
   while (trim && n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
     buf[--n] = '\0';
   if (len != NULL)

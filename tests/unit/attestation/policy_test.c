@@ -213,9 +213,13 @@ static void test_confidential_space_section(void **state) {
   refused("version: 1\nkinds:\n  confidential-space:\n    audience: a\n    image_digests: [" OAK_DIGEST "]\n"
           "    hwmodels: [GCP_AMD_SEV]\n    root_pem_file: /nonexistent.pem\n",
           ALN_ERR_USAGE, "cannot open '/nonexistent.pem'");
-  refused("version: 1\nkinds:\n  confidential-space:\n    audience: a\n    image_digests: [" OAK_DIGEST "]\n"
-          "    hwmodels: [GCP_AMD_SEV]\n    root_pem_file: /etc/hostname\n",
-          ALN_ERR_USAGE, "root or JWKS is not usable");
+  /* a file that is there but holds no PEM (a token from the test data) */
+  char yaml[1024];
+  snprintf(yaml, sizeof(yaml),
+           "version: 1\nkinds:\n  confidential-space:\n    audience: a\n    image_digests: [" OAK_DIGEST "]\n"
+           "    hwmodels: [GCP_AMD_SEV]\n    root_pem_file: %.500s\n",
+           aln_test_path(__FILE__, "data/attestation/confidential-space/oak_cs_pki_amdsev_debug_2025-06-23.jwt"));
+  refused(yaml, ALN_ERR_USAGE, "root or JWKS is not usable");
 }
 
 /* The real Confidential Space token through the policy: accepted under a policy
@@ -289,9 +293,11 @@ static void test_snp_and_tpm_sections(void **state) {
   static const uint8_t some_name[ALN_POLICY_AK_NAME_LEN] = {0, 0x0b};
   assert_false(aln_policy_tpm_ak_pinned(p, some_name));
   aln_policy_free(p);
-  refused("version: 1\nkinds:\n  tpm:\n    ek_ca_file: /etc/hostname\n    pcrs: [{bank: sha256, index: 7, values: ["
-          "0000000000000000000000000000000000000000000000000000000000000000]}]\n",
-          ALN_ERR_USAGE, "ek_ca_file holds no PEM certificate");
+  snprintf(yaml, sizeof(yaml),
+           "version: 1\nkinds:\n  tpm:\n    ek_ca_file: %.500s\n    pcrs: [{bank: sha256, index: 7, values: ["
+           "0000000000000000000000000000000000000000000000000000000000000000]}]\n",
+           aln_test_path(__FILE__, "data/attestation/confidential-space/oak_cs_pki_amdsev_debug_2025-06-23.jwt"));
+  refused(yaml, ALN_ERR_USAGE, "ek_ca_file holds no PEM certificate");
   refused("version: 1\nkinds:\n  tpm:\n    pcrs: [{bank: sha256, index: 7, values: ["
           "0000000000000000000000000000000000000000000000000000000000000000]}]\n",
           ALN_ERR_USAGE, "kinds.tpm.ak_names is required");

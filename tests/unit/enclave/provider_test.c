@@ -79,6 +79,7 @@ static void test_find(void **state) {
   assert_string_equal(t->name, "tpm");
   assert_string_equal(t->evidence_kind, "tpm");
   assert_ptr_equal(t->kek_load, aln_tpm_kek_load);
+  assert_non_null(t->evidence);
   assert_ptr_not_equal(t->evidence, p->evidence);
 }
 

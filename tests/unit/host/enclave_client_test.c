@@ -566,10 +566,10 @@ static void fixed_refused(const char *kind, const char *rel, const char *yaml, a
 
 #define OAK_DIGEST "sha256:313b8a83d3c8bfc9abcffee4f538424473e2705383a7e46f16d159faf0e5ef34"
 
-/* A Confidential Space token past its expiry: the real one, judged now, long after,
- * when its x5c chain has expired too, which is checked first (the verifier's own
+/* A Confidential Space token whose x5c chain has expired: the real one, judged now,
+ * long after. The chain is checked before the token's own exp (the verifier's own
  * tests refuse it one second past exp with ALN_ERR_ATTEST_EXPIRED). */
-static void test_expired_token_refused(void **state) {
+static void test_token_with_an_expired_chain_refused(void **state) {
   (void)state;
   fixed_refused("confidential-space", "data/attestation/confidential-space/oak_cs_pki_amdsev_debug_2025-06-23.jwt",
                 "version: 1\nkinds:\n  confidential-space:\n    audience: https://echo.oak.dev\n"
@@ -650,7 +650,7 @@ int main(void) {
       cmocka_unit_test(test_long_lived_connection_is_reattested),
       cmocka_unit_test(test_failed_reattestation_stops_the_connection),
       cmocka_unit_test(test_status_and_fresh_attestation),
-      cmocka_unit_test(test_expired_token_refused),
+      cmocka_unit_test(test_token_with_an_expired_chain_refused),
       cmocka_unit_test(test_kind_not_in_policy_refused),
       cmocka_unit_test(test_snp_report_without_its_chain_refused),
       cmocka_unit_test(test_tpm_quote_refusals),
