@@ -202,11 +202,6 @@ static aln_status handle_attest(struct conn *c, const Aileron__V1__Request *req)
   return st;
 }
 
-static int is_tchar(unsigned char ch) {
-  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-         (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
-}
-
 static aln_status ca_pem_valid(const ProtobufCBinaryData *pem) {
   ALN_ENSURE(pem->len <= MAX_CA_PEM, ALN_ERR_TOO_LARGE);
   BIO *bio = BIO_new_mem_buf(pem->data, (int)pem->len);
@@ -219,24 +214,11 @@ static aln_status ca_pem_valid(const ProtobufCBinaryData *pem) {
   return ALN_OK;
 }
 
-/* binding_valid checks a binding before it is sealed: what cannot be used later is
- * refused now, with a clear error, rather than at the first use. */
-static aln_status binding_valid(const Aileron__V1__Binding *b) {
-  ALN_ENSURE(b != NULL, ALN_ERR_BAD_INJECTION);
-  switch (b->injection) {
-  case AILERON__V1__INJECTION_KIND__INJECTION_KIND_BEARER:
-    ALN_ENSURE(b->header_name == NULL || b->header_name[0] == '\0', ALN_ERR_BAD_INJECTION);
-    break;
-  case AILERON__V1__INJECTION_KIND__INJECTION_KIND_HEADER: {
-    size_t n = b->header_name ? strlen(b->header_name) : 0;
-    ALN_ENSURE(n > 0 && n <= 64, ALN_ERR_BAD_INJECTION);
-    for (size_t i = 0; i < n; i++)
-      ALN_ENSURE(is_tchar((unsigned char)b->header_name[i]), ALN_ERR_BAD_INJECTION);
-    break;
-  }
-  default:
-    return ALN_ERR_BAD_INJECTION;
-  }
+/* binding_valid checks a binding and the secret it will carry before they are
+ * sealed: what cannot be used later is refused now, with a clear error, rather than
+ * at the first use. */
+static aln_status binding_valid(const Aileron__V1__Binding *b, const ProtobufCBinaryData *secret) {
+  ALN_GUARD(aln_upstream_injection_valid(b, secret->data, secret->len));
   ALN_ENSURE(b->n_allowed_prefixes >= 1 && b->n_allowed_prefixes <= MAX_PREFIXES, ALN_ERR_BAD_URL);
   for (size_t i = 0; i < b->n_allowed_prefixes; i++)
     ALN_GUARD(aln_dest_prefix_valid(b->allowed_prefixes[i]));
@@ -277,7 +259,7 @@ static aln_status handle_put(struct conn *c, const Aileron__V1__Request *req) {
   ALN_ENSURE_GOTO(st, aln_cred_name_valid_str(p->name), ALN_ERR_BAD_NAME, out);
   ALN_GUARD_GOTO(st, kind_from_proto(&kind, p->kind), out);
   ALN_ENSURE_GOTO(st, p->expires_at >= 0, ALN_ERR_USAGE, out);
-  ALN_GUARD_GOTO(st, binding_valid(p->binding), out);
+  ALN_GUARD_GOTO(st, binding_valid(p->binding, &p->secret), out);
   /* Re-pack the binding we validated: the sealed bytes are ours, not the peer's. */
   blob_len = protobuf_c_message_get_packed_size(&p->binding->base);
   ALN_ENSURE_GOTO(st, blob_len > 0 && blob_len <= ALN_BINDING_MAX, ALN_ERR_TOO_LARGE, out);

@@ -151,14 +151,16 @@ static aln_status check_method(enum method_kind *out, const char *method) {
   return ALN_ERR_USAGE;
 }
 
-static aln_status check_injection(const Aileron__V1__Binding *binding, const struct aln_secret *secret) {
-  ALN_ENSURE(secret->p != NULL && secret->len > 0, ALN_ERR_BAD_INJECTION);
-  ALN_ENSURE(!has_line_break(secret->p, secret->len), ALN_ERR_BAD_INJECTION);
+aln_status aln_upstream_injection_valid(const Aileron__V1__Binding *binding, const uint8_t *secret, size_t secret_len) {
+  ALN_ENSURE(binding != NULL && secret != NULL && secret_len > 0, ALN_ERR_BAD_INJECTION);
+  ALN_ENSURE(!has_line_break(secret, secret_len), ALN_ERR_BAD_INJECTION);
   switch (binding->injection) {
   case AILERON__V1__INJECTION_KIND__INJECTION_KIND_BEARER:
+    ALN_ENSURE(binding->header_name == NULL || binding->header_name[0] == '\0', ALN_ERR_BAD_INJECTION);
     return ALN_OK;
   case AILERON__V1__INJECTION_KIND__INJECTION_KIND_HEADER:
-    ALN_ENSURE(is_token(binding->header_name), ALN_ERR_BAD_INJECTION);
+    ALN_ENSURE(is_token(binding->header_name) && strlen(binding->header_name) <= ALN_BINDING_HEADER_NAME_MAX,
+               ALN_ERR_BAD_INJECTION);
     ALN_ENSURE(!in_list(binding->header_name, k_forbidden_injection,
                         sizeof(k_forbidden_injection) / sizeof(k_forbidden_injection[0])),
                ALN_ERR_BAD_INJECTION);
@@ -574,7 +576,7 @@ aln_status aln_upstream_perform(struct aln_upstream_response *out, const Aileron
   /* A body on GET or HEAD has no defined meaning; curl would turn GET into POST. */
   ALN_ENSURE(req->body.len == 0 || (kind != METHOD_GET && kind != METHOD_HEAD), ALN_ERR_USAGE);
   ALN_ENSURE(req->body.len == 0 || req->body.data != NULL, ALN_ERR_USAGE);
-  ALN_GUARD(check_injection(binding, secret));
+  ALN_GUARD(aln_upstream_injection_valid(binding, secret->p, secret->len));
   ALN_GUARD(check_request_headers(req, binding));
   if (binding->ca_pem.len > 0)
     ALN_GUARD(load_ca(&cas, binding->ca_pem.data, binding->ca_pem.len));

@@ -49,6 +49,18 @@ void aln_upstream_response_cleanup(struct aln_upstream_response *r);
  * framing header. ALN_ERR_UPSTREAM_TLS if certificate verification fails,
  * ALN_ERR_UPSTREAM for other transfer failures, ALN_ERR_UPSTREAM_TOO_LARGE past
  * ALN_UPSTREAM_BODY_MAX. Fills |out| on success. */
+/* The longest header name a binding may inject into. */
+#define ALN_BINDING_HEADER_NAME_MAX 64
+
+/* aln_upstream_injection_valid: ALN_OK if |secret| can be injected per |binding|,
+ * ALN_ERR_BAD_INJECTION if not (an empty secret or one with CR/LF/NUL; a bearer
+ * binding that names a header; a header binding whose name is not a token of at
+ * most ALN_BINDING_HEADER_NAME_MAX bytes or is a framing header such as Host or
+ * Content-Length; an unknown kind). A put checks it before sealing, so what is
+ * stored can be used; a use checks it again before any connection. */
+aln_status aln_upstream_injection_valid(const Aileron__V1__Binding *binding, const uint8_t *secret,
+                                        size_t secret_len) ALN_WUR;
+
 aln_status aln_upstream_perform(struct aln_upstream_response *out, const Aileron__V1__Binding *binding,
                                 const struct aln_secret *secret, const Aileron__V1__UseCredentialRequest *req) ALN_WUR;
 

@@ -23,6 +23,7 @@ ERR_NOT_ENROLLED = status_code(DENIED, 3)
 ERR_NOT_ATTESTED = status_code(DENIED, 4)
 ERR_USAGE = status_code(USAGE, 1)
 ERR_BAD_NAME = status_code(USAGE, 2)
+ERR_BAD_INJECTION = status_code(USAGE, 6)
 
 
 class BadInput(unittest.TestCase):
@@ -256,6 +257,36 @@ class BadInput(unittest.TestCase):
         self.assertEqual(after["audit"][:len(self.before["audit"])], self.before["audit"])
         self.assertEqual([(r[4], r[5], r[8], r[9]) for r in new_rows],
                          [("put", f"kind-{k % 1000}", "deny", ERR_USAGE) for k in (7, 2, 2**64 - 1)])
+
+    def test_put_refuses_what_no_use_could_inject(self):
+        # The put checks with the very function a use checks with: a secret or a
+        # header it could never inject is refused before anything is sealed.
+        c = attested_conn(self.s.enclave_port, *self.enrolled)
+        self.addCleanup(c.close)
+        prefix = [self.s.upstream("/v1/")]
+        cases = [(b"line\r\nX-Evil: 1", pb.binding(pb.BEARER, prefix)),
+                 (b"nul\x00byte", pb.binding(pb.BEARER, prefix)),
+                 (b"", pb.binding(pb.BEARER, prefix)),
+                 (b"bearer-secret-0123", pb.binding(pb.BEARER, prefix, "X-Api-Key")),
+                 (b"header-secret-0123", pb.binding(pb.HEADER, prefix, "Host")),
+                 (b"header-secret-0123", pb.binding(pb.HEADER, prefix, "content-length")),
+                 (b"header-secret-0123", pb.binding(pb.HEADER, prefix, "X Key")),
+                 (b"header-secret-0123", pb.binding(pb.HEADER, prefix, "X" * 65))]
+        for i, (secret, binding) in enumerate(cases):
+            status, message, fields = rpc(c, PUT, pb.put_credential(f"inj-{i}", secret, binding))
+            self.assertEqual(status, ERR_BAD_INJECTION, (i, message))
+            self.assertNotIn(PUT, fields)
+            if secret:
+                self.assertNotIn(secret.decode(errors="replace"), message)
+        # The bound itself is accepted.
+        status, message, _ = rpc(c, PUT, pb.put_credential("inj-ok", b"header-secret-0123",
+                                                            pb.binding(pb.HEADER, prefix, "X" * 64)))
+        self.assertEqual(status, 0, message)
+        after = self.s.db_snapshot()
+        self.assertEqual([r[5] for r in after["audit"][len(self.before["audit"]):]],
+                         [f"inj-{i}" for i in range(len(cases))] + ["inj-ok"])
+        self.assertEqual([r[8] for r in after["audit"][len(self.before["audit"]):]],
+                         ["deny"] * len(cases) + ["allow"])
 
     def test_tls12_and_certless_clients_refused(self):
         with self.assertRaises((ssl.SSLError, ConnectionResetError, OSError)):
