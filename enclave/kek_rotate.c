@@ -23,16 +23,6 @@ static aln_status next_name(char out[NAME_MAX + 1], const struct aln_provider *p
   return ALN_OK;
 }
 
-/* fsync_dir makes a rename or unlink in |dir| durable. */
-static aln_status fsync_dir(const char *dir) {
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  ALN_ENSURE(fd >= 0, ALN_ERR_IO);
-  int rc = fsync(fd);
-  close(fd);
-  ALN_ENSURE(rc == 0, ALN_ERR_IO);
-  return ALN_OK;
-}
-
 /* next_exists says whether <kek_file>.next is there (lstat: a symlink counts, and
  * is then refused by the provider's reader). */
 static aln_status next_exists(int *out, const struct aln_provider *prov, const char *data_dir) {
@@ -54,7 +44,7 @@ static aln_status promote_next(const struct aln_provider *prov, const char *data
   ALN_GUARD(aln_path_join(from, data_dir, prov->kek_file, ALN_KEK_NEXT_SUFFIX));
   ALN_GUARD(aln_path_join(to, data_dir, prov->kek_file, NULL));
   ALN_ENSURE(rename(from, to) == 0, ALN_ERR_IO);
-  return fsync_dir(data_dir);
+  return aln_fsync_dir(data_dir);
 }
 
 /* discard_next removes <kek_file>.next, durably; a missing one is fine. */
@@ -62,7 +52,7 @@ static aln_status discard_next(const struct aln_provider *prov, const char *data
   char path[PATH_MAX];
   ALN_GUARD(aln_path_join(path, data_dir, prov->kek_file, ALN_KEK_NEXT_SUFFIX));
   ALN_ENSURE(unlink(path) == 0 || errno == ENOENT, ALN_ERR_IO);
-  return fsync_dir(data_dir);
+  return aln_fsync_dir(data_dir);
 }
 
 aln_status aln_kek_open_escrow(struct aln_escrow **esc_out, struct aln_secret *kek_out, struct aln_secret *old_kek_out,

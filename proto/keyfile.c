@@ -100,11 +100,19 @@ out:
   return st;
 }
 
+aln_status aln_fsync_dir(const char *dir) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ALN_ENSURE(fd >= 0, ALN_ERR_IO);
+  int rc = fsync(fd);
+  close(fd);
+  ALN_ENSURE(rc == 0, ALN_ERR_IO);
+  return ALN_OK;
+}
+
 /* fsync_parent_dir makes the directory entry for |path| durable. */
 static aln_status fsync_parent_dir(const char *path) {
   const char *slash = strrchr(path, '/');
   char *dir = NULL;
-  aln_status st = ALN_ERR_IO;
   if (slash == NULL)
     dir = strdup(".");
   else if (slash == path)
@@ -112,12 +120,7 @@ static aln_status fsync_parent_dir(const char *path) {
   else
     dir = strndup(path, (size_t)(slash - path));
   ALN_ENSURE(dir != NULL, ALN_ERR_NOMEM);
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    if (fsync(fd) == 0)
-      st = ALN_OK;
-    close(fd);
-  }
+  aln_status st = aln_fsync_dir(dir);
   free(dir);
   return st;
 }

@@ -46,4 +46,8 @@ aln_status aln_hex_encode(char *out, size_t out_cap, const uint8_t *in, size_t l
  * |in_len| (must be 2*out_len). ALN_ERR_MALFORMED on bad length or character. */
 aln_status aln_hex_decode(uint8_t *out, size_t out_len, const char *in, size_t in_len) ALN_WUR;
 
+/* aln_fsync_dir makes the renames, links and unlinks made in |dir| durable;
+ * ALN_ERR_IO if it cannot be opened or synced. */
+aln_status aln_fsync_dir(const char *dir) ALN_WUR;
+
 #endif
