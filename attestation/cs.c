@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "proto/keyfile.h"
+
 #define IMAGE_DIGEST_LEN 71 /* "sha256:" + 64 hex */
 #define SUPPORT_ATTRIBUTES_MAX 16
 
@@ -87,15 +89,6 @@ static aln_status usage_check(struct aln_refusal *why, const struct aln_cs_polic
   if (ctx->now < 0 || ctx->max_skew_s < 0 || ctx->max_skew_s > ALN_CS_MAX_SKEW_S)
     return aln_refuse(why, ALN_ERR_USAGE, "time or skew out of range");
   return ALN_OK;
-}
-
-static void hex_lower(char *out, const uint8_t *p, size_t len) {
-  static const char digits[] = "0123456789abcdef";
-  for (size_t i = 0; i < len; i++) {
-    out[2 * i] = digits[p[i] >> 4];
-    out[2 * i + 1] = digits[p[i] & 15];
-  }
-  out[2 * len] = '\0';
 }
 
 /* --- typed claims ----------------------------------------------------------------- */
@@ -214,7 +207,7 @@ static aln_status appraise(int *debug, struct aln_refusal *why, const struct cs_
                       (long long)ctx->now);
   if (ctx->nonce != NULL) {
     char hex[2 * ALN_CS_NONCE_MAX + 1];
-    hex_lower(hex, ctx->nonce, ctx->nonce_len);
+    ALN_GUARD(aln_hex_encode(hex, sizeof(hex), ctx->nonce, ctx->nonce_len));
     if (!nonce_found(c->eat_nonce, hex))
       return aln_refuse(why, ALN_ERR_ATTEST_BINDING,
                         c->eat_nonce == NULL ? "token has no eat_nonce" : "eat_nonce does not hold the binding");

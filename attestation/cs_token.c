@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "attestation/cs.h"
+#include "proto/keyfile.h"
 
 #define TOKEN_URL "http://localhost/v1/token"
 #define TIMEOUT_S 30L /* the launcher calls Google Cloud Attestation before it answers */
@@ -57,13 +58,9 @@ static bool looks_like_jws(const uint8_t *p, size_t len) {
 
 /* request_body renders the JSON the TEE server expects, or NULL. */
 static char *request_body(const char *audience, const uint8_t *nonce, size_t nonce_len, const char *token_type) {
-  static const char digits[] = "0123456789abcdef";
   char hex[2 * ALN_CS_NONCE_MAX + 1];
-  for (size_t i = 0; i < nonce_len; i++) {
-    hex[2 * i] = digits[nonce[i] >> 4];
-    hex[2 * i + 1] = digits[nonce[i] & 15];
-  }
-  hex[2 * nonce_len] = '\0';
+  if (aln_hex_encode(hex, sizeof(hex), nonce, nonce_len) != ALN_OK)
+    return NULL;
   json_t *req = json_pack("{s:s, s:[s], s:s}", "audience", audience, "nonces", hex, "token_type", token_type);
   char *s = req != NULL ? json_dumps(req, JSON_COMPACT) : NULL;
   json_decref(req);

@@ -23,6 +23,7 @@
 
 #include "attestation/cose.h"
 #include "proto/cbs.h"
+#include "proto/keyfile.h"
 
 #define ES384_COORD_LEN 48
 #define ES384_SIG_LEN (2 * ES384_COORD_LEN)
@@ -420,15 +421,6 @@ static aln_status pcrs_appraise(struct aln_refusal *why, const struct nitro_doc 
   return ALN_OK;
 }
 
-static void hex_encode(char *out, const uint8_t *p, size_t len) {
-  static const char digits[] = "0123456789abcdef";
-  for (size_t i = 0; i < len; i++) {
-    out[2 * i] = digits[p[i] >> 4];
-    out[2 * i + 1] = digits[p[i] & 0xf];
-  }
-  out[2 * len] = '\0';
-}
-
 static int is_zero(const struct span *s) {
   uint8_t acc = 0;
   for (size_t i = 0; i < s->len; i++)
@@ -444,9 +436,9 @@ static json_t *detail_build(const struct nitro_doc *d, const char *bound_to) {
   for (unsigned i = 0; i < ALN_NITRO_PCR_NUM && !fail; i++) {
     if (!(d->pcr_mask & (1u << i)))
       continue;
-    hex_encode(hex, d->pcr[i].p, d->pcr[i].len);
     snprintf(key, sizeof(key), "%u", i);
-    fail |= json_object_set_new(pcrs, key, json_string(hex)) != 0;
+    fail |= aln_hex_encode(hex, sizeof(hex), d->pcr[i].p, d->pcr[i].len) != ALN_OK ||
+            json_object_set_new(pcrs, key, json_string(hex)) != 0;
   }
   if (fail) {
     json_decref(pcrs);
@@ -536,7 +528,7 @@ aln_status aln_nitro_verify(struct aln_claims *out, struct aln_refusal *why, con
 
   snprintf(claims.kind, sizeof(claims.kind), "%s", ALN_NITRO_KIND);
   claims.nonce_checked = ctx->nonce != NULL;
-  hex_encode(claims.measurement, d.pcr[0].p, d.pcr[0].len);
+  ALN_GUARD_GOTO(st, aln_hex_encode(claims.measurement, sizeof(claims.measurement), d.pcr[0].p, d.pcr[0].len), out);
   claims.issued_at = (int64_t)(d.timestamp_ms / 1000);
   claims.expires_at = not_after;
   claims.detail = detail_build(&d, claims.nonce_checked ? bound_to : NULL);

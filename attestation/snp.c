@@ -32,6 +32,7 @@
 
 #include "attestation/snp_roots.h"
 #include "proto/cbs.h"
+#include "proto/keyfile.h"
 
 #define SIG_ALGO_ECDSA_P384_SHA384 1
 #define SIG_FIELD_LEN 72 /* R and S each: a 48-byte scalar zero-padded to 72 */
@@ -952,15 +953,6 @@ out:
 
 /* --- appraisal ----------------------------------------------------------------------- */
 
-static void hex_encode(char *out, const uint8_t *p, size_t n) {
-  static const char digits[] = "0123456789abcdef";
-  for (size_t i = 0; i < n; i++) {
-    out[2 * i] = digits[p[i] >> 4];
-    out[2 * i + 1] = digits[p[i] & 0xf];
-  }
-  out[2 * n] = '\0';
-}
-
 /* tcb_at_least refuses the first component of |have| below |min|. */
 static aln_status tcb_at_least(struct aln_refusal *why, struct aln_snp_tcb have, struct aln_snp_tcb min,
                                enum aln_snp_product product) {
@@ -1004,7 +996,7 @@ static aln_status appraise(const struct vstate *s, struct aln_refusal *why, cons
     allowed = memcmp(policy->measurements[i], r->measurement, ALN_SNP_MEASUREMENT_LEN) == 0;
   if (!allowed) {
     char hex[2 * ALN_SNP_MEASUREMENT_LEN + 1];
-    hex_encode(hex, r->measurement, sizeof(r->measurement));
+    ALN_GUARD(aln_hex_encode(hex, sizeof(hex), r->measurement, sizeof(r->measurement)));
     return aln_refuse(why, ALN_ERR_ATTEST_POLICY, "MEASUREMENT %s is not allowed by the policy", hex);
   }
   if ((r->policy & ALN_SNP_POLICY_DEBUG) != 0 && !policy->allow_debug)
@@ -1027,12 +1019,12 @@ static aln_status claims_fill(struct aln_claims *out, struct aln_refusal *why, c
   snprintf(c.kind, sizeof(c.kind), "%s", ALN_SNP_KIND);
   c.debug = (r->policy & ALN_SNP_POLICY_DEBUG) != 0;
   c.nonce_checked = nonce_checked;
-  hex_encode(c.measurement, r->measurement, sizeof(r->measurement));
   c.issued_at = 0;
   c.expires_at = s->expires_at;
-  hex_encode(report_data, r->report_data, sizeof(r->report_data));
-  hex_encode(chip_id, r->chip_id, sizeof(r->chip_id));
-  hex_encode(host_data, r->host_data, sizeof(r->host_data));
+  ALN_GUARD(aln_hex_encode(c.measurement, sizeof(c.measurement), r->measurement, sizeof(r->measurement)));
+  ALN_GUARD(aln_hex_encode(report_data, sizeof(report_data), r->report_data, sizeof(r->report_data)));
+  ALN_GUARD(aln_hex_encode(chip_id, sizeof(chip_id), r->chip_id, sizeof(r->chip_id)));
+  ALN_GUARD(aln_hex_encode(host_data, sizeof(host_data), r->host_data, sizeof(r->host_data)));
   snprintf(policy, sizeof(policy), "0x%" PRIx64, r->policy);
   json_t *tcb_json = json_pack("{s:i, s:i, s:i, s:i}", "bootloader", tcb.bootloader, "tee", tcb.tee, "snp", tcb.snp,
                                "microcode", tcb.microcode);
