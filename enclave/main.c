@@ -440,10 +440,7 @@ static int cmd_tpm_policy(const char *data_dir) {
     return 2;
   }
   TPML_PCR_SELECTION sel;
-  const char *spec = getenv("AILERON_TPM_QUOTE_PCRS");
-  if (spec == NULL || spec[0] == '\0')
-    spec = getenv("AILERON_TPM_PCRS");
-  aln_status st = aln_tpm_pcrs_parse(&sel, spec != NULL && spec[0] != '\0' ? spec : ALN_TPM_PCRS_DEFAULT);
+  aln_status st = aln_tpm_quote_pcrs(&sel);
   if (st != ALN_OK)
     return fail("AILERON_TPM_QUOTE_PCRS", st);
   static const uint8_t zero[ALN_BINDING_LEN] = {0};

@@ -78,10 +78,7 @@ static aln_status tpm_evidence(uint8_t **out, size_t *out_len, const char *data_
                                const uint8_t binding[ALN_BINDING_LEN]) {
   (void)sign_key;
   TPML_PCR_SELECTION sel;
-  const char *spec = getenv("AILERON_TPM_QUOTE_PCRS");
-  if (spec == NULL || spec[0] == '\0')
-    spec = getenv("AILERON_TPM_PCRS");
-  ALN_GUARD(aln_tpm_pcrs_parse(&sel, spec != NULL && spec[0] != '\0' ? spec : ALN_TPM_PCRS_DEFAULT));
+  ALN_GUARD(aln_tpm_quote_pcrs(&sel));
   return aln_tpm_quote_make(data_dir, out, out_len, binding, &sel);
 }
 

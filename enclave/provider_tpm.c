@@ -451,6 +451,13 @@ out:
   return st;
 }
 
+aln_status aln_tpm_quote_pcrs(TPML_PCR_SELECTION *out) {
+  const char *spec = getenv("AILERON_TPM_QUOTE_PCRS");
+  if (spec == NULL || spec[0] == '\0')
+    spec = getenv("AILERON_TPM_PCRS");
+  return aln_tpm_pcrs_parse(out, spec != NULL && spec[0] != '\0' ? spec : ALN_TPM_PCRS_DEFAULT);
+}
+
 /* pcrs_from_env parses AILERON_TPM_PCRS (default sha256:7) into |out|; *set tells
  * whether the variable was given. */
 static aln_status pcrs_from_env(TPML_PCR_SELECTION *out, int *set) {

@@ -53,6 +53,11 @@ struct aln_tpm_blob {
  * duplicates, out-of-range indices. */
 aln_status aln_tpm_pcrs_parse(TPML_PCR_SELECTION *out, const char *spec) ALN_WUR;
 
+/* aln_tpm_quote_pcrs parses the PCRs a quote covers into |out|:
+ * AILERON_TPM_QUOTE_PCRS, else AILERON_TPM_PCRS, else ALN_TPM_PCRS_DEFAULT.
+ * ALN_ERR_USAGE if the one chosen is not valid. */
+aln_status aln_tpm_quote_pcrs(TPML_PCR_SELECTION *out) ALN_WUR;
+
 /* aln_tpm_pcrs_format writes |sel| in the syntax aln_tpm_pcrs_parse reads into
  * |out| (at most |out_cap| bytes, NUL included). ALN_ERR_USAGE if it does not fit or
  * |sel| is not a single SHA-256 selection. */
