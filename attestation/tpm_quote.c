@@ -485,8 +485,6 @@ static aln_status ecdsa_der(uint8_t **der, int *der_len, const TPMS_SIGNATURE_EC
   return *der_len > 0 ? ALN_OK : ALN_ERR_NOMEM;
 }
 
-/* signature_check verifies |q|'s signature over its TPMS_ATTEST bytes with its AK
- * (already checked by aln_tpm_ak_public_ok) and names the scheme in *scheme. */
 /* The OpenSSL key of an AK, built once per AK: a host appraises the same few AKs
  * again and again (every connection, every re-attestation), and importing the
  * public area costs about as much as the signature check itself. Keyed by the TPM
@@ -501,14 +499,12 @@ static struct {
 static size_t ak_cache_next;
 static pthread_mutex_t ak_cache_mu = PTHREAD_MUTEX_INITIALIZER;
 
-/* ak_key sets *out to a new reference to the key of |ak|. */
-static aln_status ak_key(EVP_PKEY **out, const TPM2B_PUBLIC *ak) {
-  TPM2B_NAME name;
-  ALN_GUARD(aln_tpm_name(&name, ak));
+/* ak_key sets *out to a new reference to the key of |ak|, whose name is |name|. */
+static aln_status ak_key(EVP_PKEY **out, const TPM2B_PUBLIC *ak, const TPM2B_NAME *name) {
   pthread_mutex_lock(&ak_cache_mu);
   for (size_t i = 0; i < AK_CACHE_MAX; i++) {
-    if (ak_cache[i].key != NULL && ak_cache[i].name.size == name.size &&
-        memcmp(ak_cache[i].name.name, name.name, name.size) == 0 && EVP_PKEY_up_ref(ak_cache[i].key) == 1) {
+    if (ak_cache[i].key != NULL && ak_cache[i].name.size == name->size &&
+        memcmp(ak_cache[i].name.name, name->name, name->size) == 0 && EVP_PKEY_up_ref(ak_cache[i].key) == 1) {
       *out = ak_cache[i].key;
       pthread_mutex_unlock(&ak_cache_mu);
       return ALN_OK;
@@ -521,7 +517,7 @@ static aln_status ak_key(EVP_PKEY **out, const TPM2B_PUBLIC *ak) {
   size_t slot = ak_cache_next++ % AK_CACHE_MAX;
   if (EVP_PKEY_up_ref(key) == 1) {
     EVP_PKEY_free(ak_cache[slot].key);
-    ak_cache[slot].name = name;
+    ak_cache[slot].name = *name;
     ak_cache[slot].key = key;
   }
   pthread_mutex_unlock(&ak_cache_mu);
@@ -529,7 +525,10 @@ static aln_status ak_key(EVP_PKEY **out, const TPM2B_PUBLIC *ak) {
   return ALN_OK;
 }
 
-static aln_status signature_check(const struct aln_tpm_quote *q, struct aln_refusal *why, const char **scheme) {
+/* signature_check verifies |q|'s signature over its TPMS_ATTEST bytes with its AK
+ * (already checked by aln_tpm_ak_public_ok, and named |name|) and names the scheme in *scheme. */
+static aln_status signature_check(const struct aln_tpm_quote *q, const TPM2B_NAME *name, struct aln_refusal *why,
+                                  const char **scheme) {
   const TPMT_PUBLIC *ak = &q->ak.publicArea;
   const TPMT_SIGNATURE *sig = &q->sig;
   EVP_PKEY *key = NULL;
@@ -573,7 +572,7 @@ static aln_status signature_check(const struct aln_tpm_quote *q, struct aln_refu
     st = aln_refuse(why, ALN_ERR_ATTEST_SIG, "signature scheme is not the AK's");
     goto out;
   }
-  if (ak_key(&key, &q->ak) != ALN_OK) {
+  if (ak_key(&key, &q->ak, name) != ALN_OK) {
     st = aln_refuse(why, ALN_ERR_ATTEST_CHAIN, "AK public key unusable");
     goto out;
   }
@@ -734,7 +733,7 @@ aln_status aln_tpm_quote_verify(struct aln_claims *out, struct aln_refusal *why,
     goto out;
   }
   /* Nothing the quote says is believed before this. */
-  if ((st = signature_check(q, why, &scheme)) != ALN_OK)
+  if ((st = signature_check(q, &name, why, &scheme)) != ALN_OK)
     goto out;
   const TPM2B_DATA *extra = &q->attest.extraData;
   if (ctx->nonce != NULL &&
