@@ -51,7 +51,8 @@ void aln_state_keys_cleanup(struct aln_state_keys *keys) {
   memset(keys->kek_id, 0, sizeof(keys->kek_id));
 }
 
-/* toggle XORs HMAC(K_state, msg) into |digest|. */
+/* toggle XORs HMAC(K_state, msg) into |digest|. The term is wiped: whoever holds it
+ * can take its element out of the set unseen. */
 static aln_status toggle(const struct aln_state_keys *keys, uint8_t digest[ALN_STATE_LEN], const uint8_t *msg,
                          size_t msg_len) {
   uint8_t e[ALN_STATE_LEN];
@@ -59,6 +60,7 @@ static aln_status toggle(const struct aln_state_keys *keys, uint8_t digest[ALN_S
   ALN_GUARD(hmac(e, keys->k_state.p, keys->k_state.len, msg, msg_len));
   for (size_t i = 0; i < ALN_STATE_LEN; i++)
     digest[i] ^= e[i];
+  OPENSSL_cleanse(e, sizeof(e));
   return ALN_OK;
 }
 
