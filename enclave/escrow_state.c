@@ -51,8 +51,8 @@ void aln_state_keys_cleanup(struct aln_state_keys *keys) {
   memset(keys->kek_id, 0, sizeof(keys->kek_id));
 }
 
-/* toggle XORs HMAC(K_state, msg) into |digest|. The term is wiped: whoever holds it
- * can take its element out of the set unseen. */
+/* toggle XORs HMAC(K_state, msg) into |digest|, then wipes the term: it is
+ * output of K_state, kept no longer than the key's own uses. */
 static aln_status toggle(const struct aln_state_keys *keys, uint8_t digest[ALN_STATE_LEN], const uint8_t *msg,
                          size_t msg_len) {
   uint8_t e[ALN_STATE_LEN];
