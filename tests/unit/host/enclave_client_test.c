@@ -16,12 +16,14 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <tss2/tss2_mu.h>
 #include <unistd.h>
 
 #include "attestation/binding.h"
@@ -70,6 +72,11 @@ struct fake {
   size_t fixed_len;
   pthread_t conns[FAKE_CONNS_MAX];
   int num_conns;
+  /* TPM AK enrollment: what TpmEnrollInfo answers, and how often each step came.
+   * TpmActivate is answered with random bytes: no TPM here holds the EK. */
+  const uint8_t *enroll_ak, *enroll_ek;
+  size_t enroll_ak_len, enroll_ek_len;
+  int enroll_infos, activations;
 };
 
 struct fake_conn {
@@ -130,6 +137,34 @@ static aln_status answer_attest(struct fake *f, SSL *ssl, const Aileron__V1__Req
   return st;
 }
 
+/* answer_enrollment answers TpmEnrollInfo with f's AK and EK certificate, and
+ * TpmActivate with 32 random bytes (not the secret the host sealed to the EK). */
+static aln_status answer_enrollment(struct fake *f, SSL *ssl, const Aileron__V1__Request *req) {
+  Aileron__V1__TpmEnrollInfoResponse info = AILERON__V1__TPM_ENROLL_INFO_RESPONSE__INIT;
+  Aileron__V1__TpmActivateResponse act = AILERON__V1__TPM_ACTIVATE_RESPONSE__INIT;
+  Aileron__V1__Response resp = AILERON__V1__RESPONSE__INIT;
+  uint8_t guess[32];
+  ALN_ENSURE(RAND_bytes(guess, sizeof(guess)) == 1, ALN_ERR_CRYPTO);
+  pthread_mutex_lock(&f->mu);
+  if (req->body_case == AILERON__V1__REQUEST__BODY_TPM_ENROLL_INFO) {
+    f->enroll_infos++;
+    info.ak_public.data = (uint8_t *)f->enroll_ak;
+    info.ak_public.len = f->enroll_ak_len;
+    info.ek_certificate.data = (uint8_t *)f->enroll_ek;
+    info.ek_certificate.len = f->enroll_ek_len;
+    resp.body_case = AILERON__V1__RESPONSE__BODY_TPM_ENROLL_INFO;
+    resp.tpm_enroll_info = &info;
+  } else {
+    f->activations++;
+    act.credential.data = guess;
+    act.credential.len = sizeof(guess);
+    resp.body_case = AILERON__V1__RESPONSE__BODY_TPM_ACTIVATE;
+    resp.tpm_activate = &act;
+  }
+  pthread_mutex_unlock(&f->mu);
+  return aln_channel_send_response(ssl, &resp);
+}
+
 static aln_status answer_health(SSL *ssl) {
   Aileron__V1__HealthResponse h = AILERON__V1__HEALTH_RESPONSE__INIT;
   h.version = "fake";
@@ -175,7 +210,9 @@ static void *serve_conn(void *arg) {
       if (aln_channel_recv_request(ssl, &req) != ALN_OK)
         break;
       aln_status st = ALN_ERR_MALFORMED;
-      if (attested && req->body_case != AILERON__V1__REQUEST__BODY_ATTEST) {
+      int enrollment = req->body_case == AILERON__V1__REQUEST__BODY_TPM_ENROLL_INFO ||
+                       req->body_case == AILERON__V1__REQUEST__BODY_TPM_ACTIVATE;
+      if (attested && req->body_case != AILERON__V1__REQUEST__BODY_ATTEST && !enrollment) {
         pthread_mutex_lock(&f->mu);
         f->requests_after_attest++;
         pthread_mutex_unlock(&f->mu);
@@ -184,6 +221,8 @@ static void *serve_conn(void *arg) {
       if (req->body_case == AILERON__V1__REQUEST__BODY_ATTEST) {
         st = answer_attest(f, ssl, req);
         attested = 1;
+      } else if (enrollment) {
+        st = answer_enrollment(f, ssl, req);
       } else if (req->body_case == AILERON__V1__REQUEST__BODY_HEALTH) {
         hold_health(f);
         st = answer_health(ssl);
@@ -537,31 +576,44 @@ static uint8_t *test_file(const char *rel, size_t *len) {
   return buf;
 }
 
-/* fixed_refused has the fake answer Attest with |kind| and the file |rel|, under the
- * policy |yaml|, and checks the host refuses with |want| and sends nothing else. */
-static void fixed_refused(const char *kind, const char *rel, const char *yaml, aln_status want) {
+/* fixed_refused_by has the fake answer Attest with |kind| and the file |rel| (and
+ * TPM enrollment with |enroll|'s AK and EK certificate, if given), under the policy
+ * |yaml|, and checks the host refuses with |want| and sends nothing else. */
+static void fixed_refused_by(struct fake *f, const struct fake *enroll, const char *kind, const char *rel,
+                             const char *yaml, aln_status want) {
   char err[ALN_POLICY_ERR_MAX], addr[32];
   struct aln_policy *policy = NULL;
-  struct fake f;
   size_t len = 0;
   uint8_t *ev = test_file(rel, &len);
   if (aln_policy_parse(&policy, err, (const uint8_t *)yaml, strlen(yaml)) != ALN_OK)
     fail_msg("policy: %s", err);
-  fake_start(&f, FIXED);
-  f.fixed_kind = kind;
-  f.fixed_ev = ev;
-  f.fixed_len = len;
-  snprintf(addr, sizeof(addr), "127.0.0.1:%d", f.port);
+  fake_start(f, FIXED);
+  f->fixed_kind = kind;
+  f->fixed_ev = ev;
+  f->fixed_len = len;
+  if (enroll != NULL) {
+    f->enroll_ak = enroll->enroll_ak;
+    f->enroll_ak_len = enroll->enroll_ak_len;
+    f->enroll_ek = enroll->enroll_ek;
+    f->enroll_ek_len = enroll->enroll_ek_len;
+  }
+  snprintf(addr, sizeof(addr), "127.0.0.1:%d", f->port);
   struct aln_enclave_client_config cfg = {
       .address = addr, .key_path = key_path, .cert_path = cert_path, .policy = policy};
   struct aln_enclave_client *c = NULL;
   assert_int_equal(aln_enclave_client_new(&c, &cfg), ALN_OK);
   assert_int_equal(health(c), want);
   aln_enclave_client_free(c);
-  fake_stop(&f);
-  assert_int_equal(f.requests_after_attest, 0);
+  fake_stop(f);
+  assert_int_equal(f->requests_after_attest, 0);
   aln_policy_free(policy);
   free(ev);
+}
+
+static void fixed_refused(const char *kind, const char *rel, const char *yaml, aln_status want) {
+  struct fake f;
+  fixed_refused_by(&f, NULL, kind, rel, yaml, want);
+  assert_int_equal(f.enroll_infos + f.activations, 0);
 }
 
 #define OAK_DIGEST "sha256:313b8a83d3c8bfc9abcffee4f538424473e2705383a7e46f16d159faf0e5ef34"
@@ -633,6 +685,103 @@ static void test_tpm_quote_refusals(void **state) {
   free(ev);
 }
 
+/* ---- TPM AK enrollment by credential activation, against a fake that cannot do it ---- */
+
+/* cert_make issues a certificate for |key| named |cn|, by |issuer| (self-signed
+ * when NULL) under |issuer_key|; a CA when |ca|. */
+static X509 *cert_make(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key, int ca) {
+  X509 *x = X509_new();
+  X509_NAME *name = X509_NAME_new();
+  assert_non_null(x);
+  assert_non_null(name);
+  assert_int_equal(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0), 1);
+  assert_int_equal(X509_set_version(x, 2), 1);
+  assert_int_equal(ASN1_INTEGER_set(X509_get_serialNumber(x), ca ? 1 : 2), 1);
+  assert_int_equal(X509_set_subject_name(x, name), 1);
+  assert_int_equal(X509_set_issuer_name(x, issuer != NULL ? X509_get_subject_name(issuer) : name), 1);
+  assert_non_null(X509_gmtime_adj(X509_getm_notBefore(x), -3600));
+  assert_non_null(X509_gmtime_adj(X509_getm_notAfter(x), 3600));
+  assert_int_equal(X509_set_pubkey(x, key), 1);
+  if (ca) {
+    X509_EXTENSION *bc = X509V3_EXT_conf_nid(NULL, NULL, NID_basic_constraints, "critical,CA:TRUE");
+    assert_non_null(bc);
+    assert_int_equal(X509_add_ext(x, bc, -1), 1);
+    X509_EXTENSION_free(bc);
+  }
+  assert_true(X509_sign(x, issuer_key, EVP_sha256()) > 0);
+  X509_NAME_free(name);
+  return x;
+}
+
+/* ak_public_of marshals the AK public area of the quote in the test file |rel|. */
+static uint8_t *ak_public_of(const char *rel, size_t *out_len) {
+  size_t len = 0;
+  uint8_t *ev = test_file(rel, &len), *out = malloc(sizeof(TPM2B_PUBLIC));
+  struct aln_tpm_quote *q = calloc(1, sizeof(*q));
+  assert_non_null(out);
+  assert_non_null(q);
+  assert_int_equal(aln_tpm_quote_decode(q, ev, len), ALN_OK);
+  *out_len = 0;
+  assert_int_equal(Tss2_MU_TPM2B_PUBLIC_Marshal(&q->ak, out, sizeof(TPM2B_PUBLIC), out_len), TSS2_RC_SUCCESS);
+  free(q);
+  free(ev);
+  return out;
+}
+
+/* The host enrolls a quote's AK only if the enclave names that very AK and its TPM
+ * gives back the secret sealed to a certified EK: an AK other than the quote's is
+ * refused before any activation, and a wrong secret (the fake has no TPM to
+ * activate with) is refused although the EK certificate chains to the policy's CA.
+ * Were either check gone, the host would go on to appraise the quote and refuse it
+ * for its nonce instead (ALN_ERR_ATTEST_BINDING), or activate. */
+static void test_tpm_enrollment_refusals(void **state) {
+  (void)state;
+  static const char *quote = "fuzz/corpus/tpm_attest/tpm2-quote-ecdsa";
+  char ca_path[160], yaml[512];
+  EVP_PKEY *ca_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+  EVP_PKEY *ek_key = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+  assert_non_null(ca_key);
+  assert_non_null(ek_key);
+  X509 *ca = cert_make(ca_key, "test EK manufacturer CA", NULL, ca_key, 1);
+  X509 *ek = cert_make(ek_key, "test EK", ca, ca_key, 0);
+  uint8_t *ek_der = NULL;
+  int ek_der_len = i2d_X509(ek, &ek_der);
+  assert_true(ek_der_len > 0);
+  snprintf(ca_path, sizeof(ca_path), "%s/ek-ca.pem", dir);
+  FILE *cf = fopen(ca_path, "w");
+  assert_non_null(cf);
+  assert_int_equal(PEM_write_X509(cf, ca), 1);
+  assert_int_equal(fclose(cf), 0);
+  snprintf(yaml, sizeof(yaml),
+           "version: 1\nkinds:\n  tpm:\n    ek_ca_file: %s\n    pcrs: [{bank: sha256, index: 16, values: ["
+           "0000000000000000000000000000000000000000000000000000000000000000]}]\n",
+           ca_path);
+
+  struct fake f, enroll = {.enroll_ek = ek_der, .enroll_ek_len = (size_t)ek_der_len};
+  /* The AK offered is another quote's. */
+  uint8_t *other_ak = ak_public_of("fuzz/corpus/tpm_attest/tpm2-quote-rsassa", &enroll.enroll_ak_len);
+  enroll.enroll_ak = other_ak;
+  fixed_refused_by(&f, &enroll, "tpm", quote, yaml, ALN_ERR_ATTEST_CHAIN);
+  assert_int_equal(f.enroll_infos, 1);
+  assert_int_equal(f.activations, 0);
+  free(other_ak);
+
+  /* The quote's own AK and a certified EK, but the secret comes back wrong. */
+  uint8_t *own_ak = ak_public_of(quote, &enroll.enroll_ak_len);
+  enroll.enroll_ak = own_ak;
+  fixed_refused_by(&f, &enroll, "tpm", quote, yaml, ALN_ERR_ATTEST_CHAIN);
+  assert_int_equal(f.enroll_infos, 1);
+  assert_int_equal(f.activations, 1);
+  free(own_ak);
+
+  unlink(ca_path);
+  OPENSSL_free(ek_der);
+  X509_free(ek);
+  X509_free(ca);
+  EVP_PKEY_free(ek_key);
+  EVP_PKEY_free(ca_key);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_honest_enclave_is_accepted_in_dev_mode),
@@ -654,6 +803,7 @@ int main(void) {
       cmocka_unit_test(test_kind_not_in_policy_refused),
       cmocka_unit_test(test_snp_report_without_its_chain_refused),
       cmocka_unit_test(test_tpm_quote_refusals),
+      cmocka_unit_test(test_tpm_enrollment_refusals),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
