@@ -29,31 +29,8 @@
 #define TOTAL_TIMEOUT_S 60L
 #define RESP_HEADER_BYTES_MAX ((size_t)64 * 1024) /* all header lines of all responses */
 #define CA_PEM_MAX ((size_t)256 * 1024)
-#define HEADER_NAME_MAX 256
 #define BODY_INITIAL ((size_t)16 * 1024)
 #define BEARER_PREFIX "Authorization: Bearer "
-
-/* Request headers a caller may not set. Credentials: the caller must not add or
- * replace one. Routing: Host (and the de-facto rewrite headers some frameworks
- * honour) could send the credential to another virtual host or path than the one
- * checked. Framing: curl sets these from the body it sends; a caller's own would
- * desynchronise the request. Redaction: compressed or partial (Range) responses
- * would let an echo of the secret slip past redaction in pieces. */
-/* clang-format off */
-static const char *const k_forbidden_headers[] = {
-    "Authorization", "Proxy-Authorization", "Cookie",
-    "Host", "Forwarded", "X-Forwarded-Host", "X-Host", "X-Original-URL", "X-Rewrite-URL",
-    "X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override",
-    "Content-Length", "Transfer-Encoding", "Connection", "Upgrade", "Expect", "TE",
-    "Accept-Encoding", "Range", "If-Range",
-};
-/* clang-format on */
-
-/* Header names a binding may not inject into: they would change the framing or the
- * routing of the request rather than authenticate it. */
-static const char *const k_forbidden_injection[] = {
-    "Host", "Content-Length", "Transfer-Encoding", "Connection", "Upgrade", "Expect", "TE",
-};
 
 enum method_kind { METHOD_GET, METHOD_HEAD, METHOD_POST, METHOD_CUSTOM };
 
@@ -106,36 +83,11 @@ aln_status aln_upstream_global_init(void) {
 
 /* ---- validation (no network, owns nothing) ----------------------------------- */
 
-/* RFC 9110 tchar. */
-static int is_tchar(unsigned char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-         (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
-static int is_token(const char *s) {
-  if (s == NULL || s[0] == '\0')
-    return 0;
-  size_t len = strnlen(s, HEADER_NAME_MAX + 1);
-  if (len > HEADER_NAME_MAX)
-    return 0;
-  for (size_t i = 0; i < len; i++)
-    if (!is_tchar((unsigned char)s[i]))
-      return 0;
-  return 1;
-}
-
 /* has_line_break returns 1 if |len| bytes at |p| contain CR, LF or NUL: any of them
  * would end the header line early and start a header or request of the caller's. */
 static int has_line_break(const uint8_t *p, size_t len) {
   for (size_t i = 0; i < len; i++)
     if (p[i] == '\r' || p[i] == '\n' || p[i] == '\0')
-      return 1;
-  return 0;
-}
-
-static int in_list(const char *name, const char *const *list, size_t num) {
-  for (size_t i = 0; i < num; i++)
-    if (strcasecmp(name, list[i]) == 0)
       return 1;
   return 0;
 }
@@ -158,13 +110,14 @@ aln_status aln_upstream_injection_valid(const Aileron__V1__Binding *binding, con
   case AILERON__V1__INJECTION_KIND__INJECTION_KIND_BEARER:
     ALN_ENSURE(binding->header_name == NULL || binding->header_name[0] == '\0', ALN_ERR_BAD_INJECTION);
     return ALN_OK;
-  case AILERON__V1__INJECTION_KIND__INJECTION_KIND_HEADER:
-    ALN_ENSURE(is_token(binding->header_name) && strlen(binding->header_name) <= ALN_BINDING_HEADER_NAME_MAX,
-               ALN_ERR_BAD_INJECTION);
-    ALN_ENSURE(!in_list(binding->header_name, k_forbidden_injection,
-                        sizeof(k_forbidden_injection) / sizeof(k_forbidden_injection[0])),
+  case AILERON__V1__INJECTION_KIND__INJECTION_KIND_HEADER: {
+    const char *name = binding->header_name;
+    size_t n = name != NULL ? strnlen(name, ALN_BINDING_HEADER_NAME_MAX + 1) : 0;
+    ALN_ENSURE(n <= ALN_BINDING_HEADER_NAME_MAX && aln_http_token_valid(name, n) &&
+                   !aln_http_injection_header_refused(name),
                ALN_ERR_BAD_INJECTION);
     return ALN_OK;
+  }
   default:
     return ALN_ERR_BAD_INJECTION;
   }
@@ -179,10 +132,9 @@ static aln_status check_request_headers(const Aileron__V1__UseCredentialRequest 
     const Aileron__V1__Header *h = req->headers[i];
     ALN_ENSURE(h != NULL && h->name != NULL && h->value != NULL, ALN_ERR_USAGE);
     /* A token cannot hold CR, LF, NUL, ':' or spaces, so the name is safe. */
-    ALN_ENSURE(is_token(h->name), ALN_ERR_USAGE);
-    ALN_ENSURE(!has_line_break((const uint8_t *)h->value, strlen(h->value)), ALN_ERR_USAGE);
-    ALN_ENSURE(!in_list(h->name, k_forbidden_headers, sizeof(k_forbidden_headers) / sizeof(k_forbidden_headers[0])),
-               ALN_ERR_USAGE);
+    ALN_ENSURE(aln_http_token_valid(h->name, strnlen(h->name, ALN_HTTP_NAME_MAX + 1)), ALN_ERR_USAGE);
+    ALN_ENSURE(aln_http_value_valid(h->value, strlen(h->value)), ALN_ERR_USAGE);
+    ALN_ENSURE(!aln_http_request_header_refused(h->name), ALN_ERR_USAGE);
     ALN_ENSURE(!(header_injection && strcasecmp(h->name, binding->header_name) == 0), ALN_ERR_USAGE);
   }
   return ALN_OK;
@@ -409,7 +361,7 @@ static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata) {
     return n; /* blank line, obsolete line folding, garbage */
   size_t name_len = (size_t)(colon - buf);
   for (size_t i = 0; i < name_len; i++)
-    if (!is_tchar((unsigned char)buf[i]))
+    if (!aln_http_is_tchar((unsigned char)buf[i]))
       return n;
   const char *v = colon + 1, *end = buf + len;
   while (v < end && (*v == ' ' || *v == '\t'))

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "aileron/v1/enclave.pb-c.h"
+#include "proto/http.h"
 #include "proto/secmem.h"
 #include "proto/status.h"
 
@@ -39,7 +40,7 @@ void aln_upstream_response_cleanup(struct aln_upstream_response *r);
  * |binding|, over HTTP/1.1 with "Accept-Encoding: identity" so echoes can be
  * redacted. Refused with ALN_ERR_USAGE before any connection: methods outside
  * GET/HEAD/POST/PUT/PATCH/DELETE, a body on GET/HEAD, header names that are not
- * RFC 9110 tokens, CR/LF/NUL in names or values, more than ALN_UPSTREAM_HEADERS_MAX
+ * RFC 9110 tokens, control characters (but tab) in values, more than ALN_UPSTREAM_HEADERS_MAX
  * headers, and request headers that would carry or override credentials
  * (Authorization, Proxy-Authorization, Cookie, the binding's own header), reroute
  * the request (Host, Forwarded, X-Forwarded-Host, X-Original-URL, method overrides
@@ -49,9 +50,6 @@ void aln_upstream_response_cleanup(struct aln_upstream_response *r);
  * framing header. ALN_ERR_UPSTREAM_TLS if certificate verification fails,
  * ALN_ERR_UPSTREAM for other transfer failures, ALN_ERR_UPSTREAM_TOO_LARGE past
  * ALN_UPSTREAM_BODY_MAX. Fills |out| on success. */
-/* The longest header name a binding may inject into. */
-#define ALN_BINDING_HEADER_NAME_MAX 64
-
 /* aln_upstream_injection_valid: ALN_OK if |secret| can be injected per |binding|,
  * ALN_ERR_BAD_INJECTION if not (an empty secret or one with CR/LF/NUL; a bearer
  * binding that names a header; a header binding whose name is not a token of at

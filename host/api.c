@@ -29,6 +29,7 @@
 #include "proto/base64.h"
 #include "proto/cbs.h"
 #include "proto/channel.h"
+#include "proto/http.h"
 #include "proto/net.h"
 
 #define API_LISTENERS_MAX 4
@@ -86,44 +87,6 @@ static int url_valid(const char *s, size_t len) {
     if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
       return 0;
   return 1;
-}
-
-/* header_name_valid: an RFC 9110 token. */
-static int header_name_valid(const char *s, size_t len) {
-  if (len < 1 || len > ALN_API_HEADER_NAME_MAX)
-    return 0;
-  for (size_t i = 0; i < len; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-          (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL)))
-      return 0;
-  }
-  return 1;
-}
-
-/* header_value_valid refuses control characters (CR and LF above all: no header
- * injection upstream) except horizontal tab. */
-static int header_value_valid(const char *s, size_t len) {
-  if (len > ALN_API_HEADER_VALUE_MAX)
-    return 0;
-  for (size_t i = 0; i < len; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if ((c < 0x20 && c != '\t') || c == 0x7f)
-      return 0;
-  }
-  return 1;
-}
-
-/* Headers an agent may not set: the credential is the enclave's to inject, and
- * host or framing headers would let a caller reshape the upstream request. */
-static int header_refused(const char *name) {
-  static const char *const refused[] = {"authorization",     "proxy-authorization", "host",    "content-length",
-                                        "transfer-encoding", "connection",          "upgrade", "te",
-                                        "trailer",           "keep-alive",          "expect",  NULL};
-  for (const char *const *r = refused; *r != NULL; r++)
-    if (strcasecmp(name, *r) == 0)
-      return 1;
-  return 0;
 }
 
 static int method_valid(const char *m) {
@@ -407,7 +370,9 @@ static aln_status parse_injection(Aileron__V1__Binding *b, json_t *inj) {
     return ALN_OK;
   }
   ALN_ENSURE(strcmp(kind, "header") == 0, ALN_ERR_BAD_INJECTION);
-  ALN_ENSURE(header != NULL && header_name_valid(header, header_len), ALN_ERR_BAD_INJECTION);
+  ALN_ENSURE(header != NULL && header_len <= ALN_BINDING_HEADER_NAME_MAX && aln_http_token_valid(header, header_len) &&
+                 !aln_http_injection_header_refused(header),
+             ALN_ERR_BAD_INJECTION);
   b->injection = AILERON__V1__INJECTION_KIND__INJECTION_KIND_HEADER;
   b->header_name = (char *)header;
   return ALN_OK;
@@ -523,9 +488,11 @@ static aln_status parse_headers(struct aln_api_rpc *rpc, json_t *headers) {
   json_object_foreach(headers, key, v) {
     ALN_ENSURE(i < n, ALN_ERR_INTERNAL);
     ALN_ENSURE(json_is_string(v), ALN_ERR_BAD_JSON);
-    ALN_ENSURE(header_name_valid(key, strlen(key)), ALN_ERR_USAGE);
-    ALN_ENSURE(!header_refused(key), ALN_ERR_USAGE);
-    ALN_ENSURE(header_value_valid(json_string_value(v), json_string_length(v)), ALN_ERR_USAGE);
+    ALN_ENSURE(aln_http_token_valid(key, strlen(key)), ALN_ERR_USAGE);
+    ALN_ENSURE(!aln_http_request_header_refused(key), ALN_ERR_USAGE);
+    ALN_ENSURE(json_string_length(v) <= ALN_API_HEADER_VALUE_MAX &&
+                   aln_http_value_valid(json_string_value(v), json_string_length(v)),
+               ALN_ERR_USAGE);
     aileron__v1__header__init(&rpc->headers[i]);
     rpc->headers[i].name = (char *)key;
     rpc->headers[i].value = (char *)json_string_value(v);

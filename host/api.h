@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "aileron/v1/enclave.pb-c.h"
+#include "proto/http.h"
 #include "proto/names.h"
 #include "proto/secmem.h"
 #include "proto/status.h"
@@ -29,7 +30,7 @@
 #define ALN_API_URL_MAX 8192
 #define ALN_API_ALLOW_MAX 32   /* allowed URL prefixes per credential */
 #define ALN_API_HEADERS_MAX 64 /* extra headers per request */
-#define ALN_API_HEADER_NAME_MAX 256
+#define ALN_API_HEADER_NAME_MAX ALN_HTTP_NAME_MAX
 #define ALN_API_HEADER_VALUE_MAX 8192
 #define ALN_API_CA_PEM_MAX (64 * 1024)
 #define ALN_API_SESSION_TTL_DEFAULT 3600
