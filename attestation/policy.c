@@ -290,18 +290,19 @@ static aln_status get_file(struct walk *w, struct aln_policy *pol, const yaml_no
   ALN_GUARD(get_str(w, pol, map, key, path, 0, &name));
   if (name == NULL)
     return ALN_OK;
-  FILE *f = fopen(name, "rb");
-  if (f == NULL)
+  uint8_t *buf = NULL;
+  size_t n = 0;
+  aln_status st = aln_file_read_public(&buf, &n, name, POLICY_REF_FILE_MAX);
+  if (st == ALN_ERR_NOT_FOUND || st == ALN_ERR_IO)
     return say(w, map_get(w, map, key), ALN_ERR_USAGE, "%s.%s: cannot open '%.120s'", path, key, name);
-  char *buf = malloc(POLICY_REF_FILE_MAX + 1);
-  size_t n = buf != NULL ? fread(buf, 1, POLICY_REF_FILE_MAX + 1, f) : 0;
-  fclose(f);
-  ALN_GUARD(own(pol, buf));
-  if (n == 0 || n > POLICY_REF_FILE_MAX || memchr(buf, '\0', n) != NULL)
+  if (st == ALN_ERR_NOMEM)
+    return st;
+  if (st == ALN_OK)
+    ALN_GUARD(own(pol, buf));
+  if (st != ALN_OK || n == 0 || memchr(buf, '\0', n) != NULL)
     return say(w, map_get(w, map, key), ALN_ERR_USAGE, "%s.%s: '%.120s' is empty, binary or over %d bytes", path, key,
                name, POLICY_REF_FILE_MAX);
-  buf[n] = '\0';
-  *out = buf;
+  *out = (const char *)buf;
   return ALN_OK;
 }
 

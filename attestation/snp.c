@@ -475,29 +475,20 @@ static aln_status dir_read(uint8_t **out, size_t *out_len, struct aln_refusal *w
   *out_len = 0;
   if (n < 0 || (size_t)n >= sizeof(path))
     return aln_refuse(why, ALN_ERR_USAGE, "the certificate directory path is too long");
-  FILE *f = fopen(path, "rbe");
-  if (f == NULL) {
-    if (errno == ENOENT)
-      return ALN_OK;
-    return aln_refuse(why, ALN_ERR_ATTEST_CHAIN, "cannot read %s from the certificate directory: %s", name,
-                      strerror(errno));
-  }
-  uint8_t *buf = malloc(CERT_FILE_MAX + 1);
-  if (buf == NULL) {
-    fclose(f);
+  aln_status st = aln_file_read_public(out, out_len, path, CERT_FILE_MAX);
+  if (st == ALN_ERR_NOT_FOUND)
+    return ALN_OK;
+  if (st == ALN_ERR_NOMEM)
     return aln_refuse(why, ALN_ERR_NOMEM, "out of memory");
-  }
-  size_t len = fread(buf, 1, CERT_FILE_MAX + 1, f);
-  bool err = ferror(f) != 0;
-  fclose(f);
-  if (err || len > CERT_FILE_MAX || len == 0) {
-    free(buf);
-    return aln_refuse(why, ALN_ERR_ATTEST_MALFORMED, "%s in the certificate directory is %s", name,
-                      err ? "unreadable" : (len == 0 ? "empty" : "larger than one certificate chain"));
-  }
-  *out = buf;
-  *out_len = len;
-  return ALN_OK;
+  if (st != ALN_OK && st != ALN_ERR_TOO_LARGE)
+    return aln_refuse(why, ALN_ERR_ATTEST_CHAIN, "cannot read %s from the certificate directory", name);
+  if (st == ALN_OK && *out_len > 0)
+    return ALN_OK;
+  free(*out);
+  *out = NULL;
+  *out_len = 0;
+  return aln_refuse(why, ALN_ERR_ATTEST_MALFORMED, "%s in the certificate directory is %s", name,
+                    st == ALN_OK ? "empty" : "larger than one certificate chain");
 }
 
 /* dir_load takes the endorsement key's certificate and optional ASK/ASVK and ARK

@@ -200,33 +200,6 @@ static aln_status kek_path(char out[PATH_MAX], const struct aln_provider *prov, 
   return aln_path_join(out, data_dir, prov->kek_file, NULL);
 }
 
-/* read_public reads at most |max| bytes of the non-secret file |path|. */
-static aln_status read_public(uint8_t **out, size_t *out_len, const char *path, size_t max) {
-  FILE *fp = NULL;
-  uint8_t *buf = NULL;
-  aln_status st = ALN_ERR_IO;
-
-  *out = NULL;
-  *out_len = 0;
-  if ((fp = fopen(path, "rb")) == NULL) {
-    st = errno == ENOENT ? ALN_ERR_NOT_FOUND : ALN_ERR_IO;
-    goto out;
-  }
-  ALN_ENSURE_GOTO(st, (buf = malloc(max + 1)) != NULL, ALN_ERR_NOMEM, out);
-  size_t n = fread(buf, 1, max + 1, fp);
-  ALN_ENSURE_GOTO(st, !ferror(fp), ALN_ERR_IO, out);
-  ALN_ENSURE_GOTO(st, n <= max, ALN_ERR_TOO_LARGE, out);
-  *out = buf;
-  *out_len = n;
-  buf = NULL;
-  st = ALN_OK;
-out:
-  free(buf);
-  if (fp != NULL)
-    fclose(fp);
-  return st;
-}
-
 /* load_key reads a PEM public key (|priv| 0) or private key (|priv| 1). An
  * encrypted private key makes OpenSSL ask for its passphrase on the terminal. */
 static aln_status load_key(EVP_PKEY **out, const char *path, int priv) {
@@ -315,7 +288,7 @@ aln_status aln_recovery_import(const struct aln_provider *prov, const char *data
     say("the operator's private key must not be kept in the enclave's data dir");
     return ALN_ERR_USAGE;
   }
-  st = read_public(&file, &file_len, file_path, ALN_RECOVERY_FILE_MAX);
+  st = aln_file_read_public(&file, &file_len, file_path, ALN_RECOVERY_FILE_MAX);
   if (st != ALN_OK) {
     fprintf(stderr, "aileron-enclave: kek: cannot read the recovery file '%.200s'\n", file_path);
     goto out;

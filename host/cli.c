@@ -107,23 +107,6 @@ out:
   return st;
 }
 
-/* read_file reads a non-secret file (a CA bundle) of at most |max| bytes. */
-static aln_status read_file(char **out, size_t *out_len, const char *path, size_t max) {
-  FILE *f = fopen(path, "rb");
-  ALN_ENSURE(f != NULL, errno == ENOENT ? ALN_ERR_NOT_FOUND : ALN_ERR_IO);
-  char *buf = malloc(max + 1);
-  size_t len = buf == NULL ? 0 : fread(buf, 1, max + 1, f);
-  aln_status st = buf == NULL ? ALN_ERR_NOMEM : ferror(f) ? ALN_ERR_IO : len > max ? ALN_ERR_TOO_LARGE : ALN_OK;
-  fclose(f);
-  if (st != ALN_OK) {
-    free(buf);
-    return st;
-  }
-  *out = buf;
-  *out_len = len;
-  return ALN_OK;
-}
-
 /* ---- HTTP ----------------------------------------------------------------- */
 
 static size_t collect(char *ptr, size_t size, size_t nmemb, void *userdata) {
@@ -303,7 +286,7 @@ static int cmd_credential_add(const struct aln_daemon_paths *paths, int argc, ch
   int64_t expires_at = 0;
   json_t *allow = json_array(), *doc = NULL, *injection = NULL;
   struct aln_secret token = {0}, secret = {0}, b64 = {0};
-  char *ca = NULL;
+  uint8_t *ca = NULL;
   size_t ca_len = 0;
   if (allow == NULL)
     return fail("memory", ALN_ERR_NOMEM);
@@ -368,7 +351,7 @@ static int cmd_credential_add(const struct aln_daemon_paths *paths, int argc, ch
   }
   rc = 1;
   if (ca_path != NULL) {
-    aln_status st = read_file(&ca, &ca_len, ca_path, ALN_CLI_CA_MAX);
+    aln_status st = aln_file_read_public(&ca, &ca_len, ca_path, ALN_CLI_CA_MAX);
     if (st != ALN_OK) {
       fail(ca_path, st);
       goto out;
@@ -423,7 +406,7 @@ static int cmd_credential_add(const struct aln_daemon_paths *paths, int argc, ch
   if (expires_at != 0 && json_object_set_new(doc, "expires_at", json_integer(expires_at)) != 0)
     goto out;
   if (ca != NULL) {
-    json_t *s = json_stringn(ca, ca_len);
+    json_t *s = json_stringn((const char *)ca, ca_len);
     if (s == NULL) {
       fprintf(stderr, "aileron: %s is not PEM text\n", ca_path);
       goto out;

@@ -190,6 +190,26 @@ out:
   return st;
 }
 
+aln_status aln_file_read_public(uint8_t **out, size_t *out_len, const char *path, size_t max) {
+  *out = NULL;
+  *out_len = 0;
+  ALN_ENSURE(path != NULL && max < SIZE_MAX - 1, ALN_ERR_USAGE);
+  FILE *f = fopen(path, "rbe");
+  ALN_ENSURE(f != NULL, errno == ENOENT ? ALN_ERR_NOT_FOUND : ALN_ERR_IO);
+  uint8_t *buf = malloc(max + 2);
+  size_t n = buf != NULL ? fread(buf, 1, max + 1, f) : 0;
+  aln_status st = buf == NULL ? ALN_ERR_NOMEM : ferror(f) ? ALN_ERR_IO : n > max ? ALN_ERR_TOO_LARGE : ALN_OK;
+  fclose(f);
+  if (st != ALN_OK) {
+    free(buf);
+    return st;
+  }
+  buf[n] = '\0';
+  *out = buf;
+  *out_len = n;
+  return ALN_OK;
+}
+
 aln_status aln_keyfile_load_or_create(struct aln_secret *out, const char *path, size_t len) {
   memset(out, 0, sizeof(*out));
   ALN_ENSURE(len > 0 && len <= INT_MAX, ALN_ERR_USAGE);

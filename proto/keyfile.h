@@ -16,6 +16,13 @@
  * user, ALN_ERR_TOO_LARGE past |max|, ALN_ERR_IO otherwise. */
 aln_status aln_keyfile_read(struct aln_secret *out, const char *path, size_t max) ALN_WUR;
 
+/* aln_file_read_public reads the whole non-secret file |path| (a certificate, a
+ * policy reference, a recovery file; at most |max| bytes) into a new buffer *out
+ * (free with free()), NUL-terminated one past *out_len for callers that read it
+ * as text. ALN_ERR_NOT_FOUND if it does not exist, ALN_ERR_TOO_LARGE past |max|,
+ * ALN_ERR_NOMEM, ALN_ERR_IO otherwise; *out is NULL on error. */
+aln_status aln_file_read_public(uint8_t **out, size_t *out_len, const char *path, size_t max) ALN_WUR;
+
 /* aln_keyfile_write_new creates |path| with mode 0600 (O_EXCL: never overwrites),
  * writes |len| bytes, fsyncs the file and its directory. ALN_ERR_EXISTS if present. */
 aln_status aln_keyfile_write_new(const char *path, const uint8_t *data, size_t len) ALN_WUR;

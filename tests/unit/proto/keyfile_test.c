@@ -253,6 +253,32 @@ static void test_read_size_limit(void **state) {
   aln_secret_free(&s);
 }
 
+/* A public file: whole and NUL-terminated up to |max|, refused past it, absent
+ * told apart from unreadable, and nothing handed out on error. */
+static void test_read_public(void **state) {
+  const char *path = path_in(state, "ca.pem");
+  make_file(path, "0123456789", 10, 0644);
+  uint8_t *buf = (uint8_t *)"untouched";
+  size_t len = 7;
+  assert_int_equal(aln_file_read_public(&buf, &len, path, 9), ALN_ERR_TOO_LARGE);
+  assert_null(buf);
+  assert_int_equal(len, 0);
+  assert_int_equal(aln_file_read_public(&buf, &len, path, 10), ALN_OK);
+  assert_int_equal(len, 10);
+  assert_memory_equal(buf, "0123456789", 11); /* with its NUL */
+  free(buf);
+  assert_int_equal(aln_file_read_public(&buf, &len, path_in(state, "absent"), 10), ALN_ERR_NOT_FOUND);
+  assert_null(buf);
+  assert_int_equal(aln_file_read_public(&buf, &len, path_in(state, "."), 10), ALN_ERR_IO); /* a directory */
+  assert_null(buf);
+  const char *empty = path_in(state, "empty");
+  make_file(empty, "", 0, 0644);
+  assert_int_equal(aln_file_read_public(&buf, &len, empty, 10), ALN_OK);
+  assert_int_equal(len, 0);
+  assert_int_equal(buf[0], '\0');
+  free(buf);
+}
+
 static void test_load_or_create(void **state) {
   const char *path = path_in(state, "kek");
   struct aln_secret a, b, c;
@@ -502,6 +528,7 @@ int main(void) {
       T(test_read_refuses_symlink_and_special),
       T(test_read_refuses_other_owner),
       T(test_read_size_limit),
+      T(test_read_public),
       T(test_load_or_create),
       T(test_load_or_create_refuses_existing_bad),
       T(test_load_or_create_race),
