@@ -23,6 +23,7 @@
 
 #include "attestation/jwt.h"
 #include "proto/base64.h"
+#include "tests/unit/attestation/cs_fixtures.h"
 #include "tests/unit/test_files.h"
 
 #define OAK_NBF 1750688551
@@ -36,31 +37,6 @@ static char *oak_token, *oak_root_pem;
 static size_t oak_len;
 
 /* --- fixtures -------------------------------------------------------------------- */
-
-/* The samples, as copied into tests/data (see its README for their provenance). */
-static char *sample(const char *name, size_t *len) {
-  char rel[256];
-  snprintf(rel, sizeof(rel), "data/attestation/%s/%s", "confidential-space", name);
-  return aln_test_slurp(__FILE__, rel, len, 1);
-}
-
-static char *b64url(const void *p, size_t n) {
-  size_t len;
-  assert_int_equal(aln_base64_encoded_len(&len, n, ALN_BASE64_URL), ALN_OK);
-  char *s = malloc(len + 1);
-  assert_non_null(s);
-  assert_int_equal(aln_base64_encode(s, len + 1, NULL, p, n, ALN_BASE64_URL), ALN_OK);
-  return s;
-}
-
-static char *bn_b64url(const EVP_PKEY *k, const char *param) {
-  BIGNUM *bn = NULL;
-  uint8_t buf[1024];
-  assert_int_equal(EVP_PKEY_get_bn_param(k, param, &bn), 1);
-  int n = BN_bn2bin(bn, buf);
-  BN_free(bn);
-  return b64url(buf, (size_t)n);
-}
 
 static char *jwks_of(const EVP_PKEY *k, const char *kid) {
   char *n = bn_b64url(k, OSSL_PKEY_PARAM_RSA_N), *e = bn_b64url(k, OSSL_PKEY_PARAM_RSA_E);
