@@ -15,33 +15,8 @@
 #include "attestation/local.h"
 
 #define WRAP_MAX (ALN_LOCAL_EVIDENCE_MAX + 128)
-
-struct wbuf {
-  uint8_t b[WRAP_MAX];
-  size_t len;
-};
-
-static void put(struct wbuf *w, const uint8_t *p, size_t n) {
-  if (n > sizeof(w->b) - w->len)
-    abort(); /* callers bound their input first */
-  memcpy(w->b + w->len, p, n);
-  w->len += n;
-}
-
-static void put_bstr(struct wbuf *w, const uint8_t *p, size_t n) {
-  uint8_t hdr[3] = {0x59, (uint8_t)(n >> 8), (uint8_t)n};
-  if (n < 24) {
-    hdr[0] = (uint8_t)(0x40 | n);
-    put(w, hdr, 1);
-  } else if (n < 256) {
-    hdr[0] = 0x58;
-    hdr[1] = (uint8_t)n;
-    put(w, hdr, 2);
-  } else {
-    put(w, hdr, 3);
-  }
-  put(w, p, n);
-}
+#define ALN_FUZZ_WBUF_CAP WRAP_MAX
+#include "tests/fuzz/cbor_wbuf.h"
 
 static const uint8_t seed[32] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16,
                                  17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};

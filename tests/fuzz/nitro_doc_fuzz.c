@@ -19,6 +19,9 @@
 
 #include "attestation/nitro.h"
 
+#define ALN_FUZZ_WBUF_CAP (ALN_NITRO_DOC_MAX + 256)
+#include "tests/fuzz/cbor_wbuf.h"
+
 #define REAL_AT 1695049410
 #define TEST_AT 1700000000
 
@@ -80,33 +83,6 @@ static void init(void) {
   memset(test_pcr3, 0x13, sizeof(test_pcr3));
   for (size_t i = 0; i < sizeof(nonce); i++)
     nonce[i] = (uint8_t)(0x80 + i);
-}
-
-struct wbuf {
-  uint8_t b[ALN_NITRO_DOC_MAX + 256];
-  size_t len;
-};
-
-static void put(struct wbuf *w, const uint8_t *p, size_t n) {
-  if (n > sizeof(w->b) - w->len)
-    abort(); /* callers bound their input first */
-  memcpy(w->b + w->len, p, n);
-  w->len += n;
-}
-
-static void put_bstr(struct wbuf *w, const uint8_t *p, size_t n) {
-  uint8_t h[3] = {0x59, (uint8_t)(n >> 8), (uint8_t)n};
-  if (n < 24) {
-    h[0] = (uint8_t)(0x40 | n);
-    put(w, h, 1);
-  } else if (n < 256) {
-    h[0] = 0x58;
-    h[1] = (uint8_t)n;
-    put(w, h, 2);
-  } else {
-    put(w, h, 3);
-  }
-  put(w, p, n);
 }
 
 /* wrap writes [{1: -35}, {}, payload, R||S] signed by the test leaf. */
